@@ -1,0 +1,53 @@
+# jobd: a thin wrapper over CMake.
+#   make run    install missing Debian packages, build, start jobd on 127.0.0.1:8080
+#   make test   the same build, then every test (CTest), then the ASan+UBSan suite
+#               when SANITIZE=1 (CI sets it)
+BUILD    ?= build
+JOBS     ?= $(shell nproc)
+DEB_PKGS := build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev \
+            libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 procps
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build run test test-asan test-tsan bench clean
+
+all: build
+
+# Install only what is missing, so a second run needs no network.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	./$(BUILD)/jobd --listen 127.0.0.1:8080 --data-dir ./jobd-data
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DJOBD_SANITIZE=ON
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+test-tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DJOBD_TSAN=ON
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L unit
+
+bench: build
+	tests/bench/run.sh
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan

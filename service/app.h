@@ -1,0 +1,35 @@
+/*
+ * app.h: what the API handlers share, set up once in main and read-only
+ * afterwards (each module behind it guards its own state).
+ */
+#ifndef JOBD_APP_H
+#define JOBD_APP_H
+
+#include "config.h"
+#include "http.h"
+
+struct sched;
+struct store;
+
+struct app {
+    const struct config *cfg;
+    struct sched *sched;
+    struct store *store;
+    char out_dir[4096];
+};
+
+/* The routing table of every handler (api_jobs.c, api_system.c). */
+extern const struct http_route api_routes[];
+extern const size_t api_n_routes;
+
+/* Handlers, one file per resource. */
+void api_jobs_create(struct http_req *req);
+void api_jobs_list(struct http_req *req);
+void api_jobs_get(struct http_req *req);
+void api_jobs_cancel(struct http_req *req);
+void api_jobs_delete(struct http_req *req);
+void api_jobs_stdout(struct http_req *req);
+void api_jobs_stderr(struct http_req *req);
+void api_healthz(struct http_req *req);
+
+#endif

@@ -1,0 +1,343 @@
+/*
+ * config.c: command-line flags and environment of jobd (see config.h).
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+    "usage: jobd [options]\n"
+    "\n"
+    "Runs jobs submitted over a REST API (see README.md).\n"
+    "\n"
+    "options:\n"
+    "  --listen HOST:PORT         address to listen on (default 127.0.0.1:8080; port 0 picks one)\n"
+    "  --data-dir DIR             store and job output (default ./jobd-data)\n"
+    "  --token-file FILE          bearer token users must send (or env JOBD_TOKEN)\n"
+    "  --insecure                 allow a non-loopback address without a token\n"
+    "  --max-procs N              child processes running at once (default 4 x cores)\n"
+    "  --max-queued N             queued jobs before submissions get 429 (default 100000)\n"
+    "  --max-body BYTES           largest request body (default 1048576)\n"
+    "  --max-output BYTES         default cap of each output stream (default 67108864)\n"
+    "  --retention SECONDS        keep ended jobs this long (default 604800)\n"
+    "  --shutdown-grace SECONDS   time running jobs get on SIGTERM (default 10)\n"
+    "  --http-threads N           HTTP worker threads (default 2)\n"
+    "  --max-connections N        open connections at most (default 4096)\n"
+    "  --connection-timeout SECS  idle connection timeout (default 60)\n"
+    "  --log-format plain|json    log line format on stderr (default plain)\n"
+    "  --version                  print the version and exit\n"
+    "  --help                     print this help and exit\n";
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_DATA_DIR,
+    OPT_TOKEN_FILE,
+    OPT_INSECURE,
+    OPT_MAX_PROCS,
+    OPT_MAX_QUEUED,
+    OPT_MAX_BODY,
+    OPT_MAX_OUTPUT,
+    OPT_RETENTION,
+    OPT_SHUTDOWN_GRACE,
+    OPT_HTTP_THREADS,
+    OPT_MAX_CONNS,
+    OPT_CONN_TIMEOUT,
+    OPT_LOG_FORMAT,
+    OPT_VERSION,
+    OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"max-procs", required_argument, NULL, OPT_MAX_PROCS},
+    {"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
+    {"max-body", required_argument, NULL, OPT_MAX_BODY},
+    {"max-output", required_argument, NULL, OPT_MAX_OUTPUT},
+    {"retention", required_argument, NULL, OPT_RETENTION},
+    {"shutdown-grace", required_argument, NULL, OPT_SHUTDOWN_GRACE},
+    {"http-threads", required_argument, NULL, OPT_HTTP_THREADS},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+    {"connection-timeout", required_argument, NULL, OPT_CONN_TIMEOUT},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* Parse an integer in [lo, hi]. Return 0 or -1 after a message naming the flag. */
+static int parse_int(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out,
+                     FILE *err)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(err, "jobd: --%s: must be an integer from %lld to %lld, not '%s'\n", flag,
+                (long long)lo, (long long)hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *flag, const char *s, double lo, double hi, double *out,
+                         FILE *err)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(err, "jobd: --%s: must be a number of seconds from %g to %g, not '%s'\n", flag,
+                lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Split "HOST:PORT", "[v6]:PORT" or a bare "HOST" into the config. */
+static int parse_listen(struct config *cfg, const char *s, FILE *err)
+{
+    const char *host = s;
+    size_t hlen;
+    const char *port = NULL;
+    int64_t p;
+    unsigned char addr[sizeof(struct in6_addr)];
+    char hostbuf[256];
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close)
+            goto bad;
+        host = s + 1;
+        hlen = (size_t)(close - host);
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1])
+            goto bad;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon && strchr(s, ':') == colon) {
+            hlen = (size_t)(colon - s);
+            port = colon + 1;
+        } else {
+            hlen = strlen(s);
+        }
+    }
+    if (hlen == 0 || hlen >= sizeof hostbuf)
+        goto bad;
+    memcpy(hostbuf, host, hlen);
+    hostbuf[hlen] = '\0';
+    if (strcmp(hostbuf, "localhost") == 0)
+        strcpy(hostbuf, "127.0.0.1");
+    if (inet_pton(AF_INET, hostbuf, addr) != 1 && inet_pton(AF_INET6, hostbuf, addr) != 1) {
+        fprintf(err, "jobd: --listen: '%s' is not a numeric IPv4 or IPv6 address\n", hostbuf);
+        return -1;
+    }
+    strcpy(cfg->listen_host, hostbuf);
+    if (port) {
+        if (parse_int("listen", port, 0, 65535, &p, err) < 0)
+            return -1;
+        cfg->listen_port = (int)p;
+    }
+    return 0;
+bad:
+    fprintf(err, "jobd: --listen: expected HOST:PORT, not '%s'\n", s);
+    return -1;
+}
+
+/* Read a token file: its first line, without trailing whitespace. */
+static char *read_token_file(const char *path, FILE *err)
+{
+    FILE *f = fopen(path, "re");
+    char buf[4096];
+    size_t n;
+
+    if (!f) {
+        fprintf(err, "jobd: --token-file: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    if (n == 0) {
+        fprintf(err, "jobd: --token-file: %s is empty\n", path);
+        return NULL;
+    }
+    return strdup(buf);
+}
+
+int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
+{
+    const char *data_dir = "./jobd-data";
+    const char *token_file = NULL;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t v;
+    int c;
+
+    memset(cfg, 0, sizeof *cfg);
+    strcpy(cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 8080;
+    cfg->max_procs = (int)(ncpu > 0 ? 4 * ncpu : 4);
+    cfg->max_queued = 100000;
+    cfg->max_body = 1 << 20;
+    cfg->max_output = 64 << 20;
+    cfg->retention = 7 * 86400;
+    cfg->shutdown_grace = 10;
+    cfg->http_threads = 2;
+    cfg->max_connections = 4096;
+    cfg->connection_timeout = 60;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_LISTEN:
+            if (parse_listen(cfg, optarg, err) < 0)
+                return -1;
+            break;
+        case OPT_DATA_DIR:
+            data_dir = optarg;
+            break;
+        case OPT_TOKEN_FILE:
+            token_file = optarg;
+            break;
+        case OPT_INSECURE:
+            cfg->insecure = true;
+            break;
+        case OPT_MAX_PROCS:
+            if (parse_int("max-procs", optarg, 1, 65536, &v, err) < 0)
+                return -1;
+            cfg->max_procs = (int)v;
+            break;
+        case OPT_MAX_QUEUED:
+            if (parse_int("max-queued", optarg, 1, 100000000, &v, err) < 0)
+                return -1;
+            cfg->max_queued = (int)v;
+            break;
+        case OPT_MAX_BODY:
+            if (parse_int("max-body", optarg, 1024, (int64_t)1 << 30, &v, err) < 0)
+                return -1;
+            cfg->max_body = v;
+            break;
+        case OPT_MAX_OUTPUT:
+            if (parse_int("max-output", optarg, 1024, (int64_t)1 << 40, &v, err) < 0)
+                return -1;
+            cfg->max_output = v;
+            break;
+        case OPT_RETENTION:
+            if (parse_seconds("retention", optarg, 1, 1e10, &cfg->retention, err) < 0)
+                return -1;
+            break;
+        case OPT_SHUTDOWN_GRACE:
+            if (parse_seconds("shutdown-grace", optarg, 0, 86400, &cfg->shutdown_grace, err) < 0)
+                return -1;
+            break;
+        case OPT_HTTP_THREADS:
+            if (parse_int("http-threads", optarg, 1, 256, &v, err) < 0)
+                return -1;
+            cfg->http_threads = (int)v;
+            break;
+        case OPT_MAX_CONNS:
+            if (parse_int("max-connections", optarg, 16, 1000000, &v, err) < 0)
+                return -1;
+            cfg->max_connections = (int)v;
+            break;
+        case OPT_CONN_TIMEOUT:
+            if (parse_int("connection-timeout", optarg, 1, 86400, &v, err) < 0)
+                return -1;
+            cfg->connection_timeout = (int)v;
+            break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "json") == 0) {
+                cfg->log_json = true;
+            } else if (strcmp(optarg, "plain") != 0) {
+                fprintf(err, "jobd: --log-format: must be plain or json, not '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_VERSION:
+            fprintf(out, "jobd %s\n", JOBD_VERSION);
+            return 1;
+        case OPT_HELP:
+            fputs(usage_text, out);
+            return 1;
+        default:
+            if (optopt)
+                fprintf(err, "jobd: option needs a value or is unknown: %s\n", argv[optind - 1]);
+            else
+                fprintf(err, "jobd: unknown option: %s\n", argv[optind - 1]);
+            fputs("Try 'jobd --help'.\n", err);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(err, "jobd: unexpected argument: %s\nTry 'jobd --help'.\n", argv[optind]);
+        return -1;
+    }
+
+    if (token_file) {
+        cfg->token = read_token_file(token_file, err);
+        if (!cfg->token)
+            return -1;
+    } else if (getenv("JOBD_TOKEN") && *getenv("JOBD_TOKEN")) {
+        cfg->token = strdup(getenv("JOBD_TOKEN"));
+        if (!cfg->token)
+            return -1;
+    }
+    if (!cfg->token && !cfg->insecure && !config_is_loopback(cfg)) {
+        fprintf(err,
+                "jobd: refusing to listen on %s without a token: anyone who can reach it could "
+                "run commands. Set --token-file or JOBD_TOKEN, or pass --insecure.\n",
+                cfg->listen_host);
+        config_free(cfg);
+        return -1;
+    }
+
+    if (mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
+        fprintf(err, "jobd: cannot create data directory %s: %s\n", data_dir, strerror(errno));
+        config_free(cfg);
+        return -1;
+    }
+    cfg->data_dir = realpath(data_dir, NULL);
+    if (!cfg->data_dir) {
+        fprintf(err, "jobd: data directory %s: %s\n", data_dir, strerror(errno));
+        config_free(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+bool config_is_loopback(const struct config *cfg)
+{
+    return strncmp(cfg->listen_host, "127.", 4) == 0 || strcmp(cfg->listen_host, "::1") == 0;
+}
+
+void config_free(struct config *cfg)
+{
+    if (cfg->token) {
+        explicit_bzero(cfg->token, strlen(cfg->token));
+        free(cfg->token);
+    }
+    free(cfg->data_dir);
+    cfg->token = NULL;
+    cfg->data_dir = NULL;
+}

@@ -1,0 +1,781 @@
+/*
+ * http.c: libmicrohttpd set-up, request bodies, routing, auth, problem+json
+ * errors and suspension of long waits (see http.h).
+ *
+ * MHD runs an internal polling thread pool on epoll. A request's life:
+ *   1. first access-handler call (headers only): create a struct http_req,
+ *      route it, check auth, Content-Type and Content-Length. Nothing is
+ *      queued yet (queueing on the first call loses keep-alive in 0.9.75),
+ *      except a 413 for a declared Content-Length over the cap.
+ *   2. body calls: append to req->body up to the cap.
+ *   3. final call: answer an early error, or run the handler. A handler that
+ *      calls http_suspend is parked with MHD_suspend_connection and called
+ *      again after http_wake resumes it.
+ *
+ * Locking: srv->lock guards srv->reqs (every live request) and
+ * srv->shutting_down. req->lock guards req->suspended and req->wake_pending.
+ * Order: srv->lock before req->lock; the timers lock before req->lock (timer
+ * callbacks call http_wake). Nothing here calls out while holding req->lock
+ * except MHD_suspend/resume_connection, which do not block.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "jobd/util.h"
+#include "log.h"
+#include "timers.h"
+
+#define MAX_PARAMS  4
+#define MAX_HEADERS 6
+#define MAX_SEGS    8
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct http_config cfg;
+    int port;
+    pthread_mutex_t lock;
+    struct http_req *reqs; /* every live request, for shutdown */
+    bool shutting_down;
+    atomic_uint_fast64_t next_id;
+};
+
+struct http_req {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    uint64_t id;
+    const struct http_route *route;
+    char method[16];
+    char *params[MAX_PARAMS];
+    int n_params;
+
+    char *body;
+    size_t body_len, body_cap;
+    bool body_too_large;
+
+    /* An error found before the handler runs, answered on the final call. */
+    unsigned early_status;
+    const char *early_slug, *early_title, *early_field;
+    char early_detail[200];
+    char allow[64];
+
+    int calls;
+    bool responded;
+    bool want_suspend;
+    void *state;
+    void (*state_free)(void *);
+
+    struct {
+        char *name, *value;
+    } hdrs[MAX_HEADERS];
+    int n_hdrs;
+
+    http_stream_fn stream_fn;
+    void *stream_arg;
+    void (*stream_free)(void *);
+
+    pthread_mutex_t lock;
+    bool suspended;
+    bool wake_pending;
+    struct timer timer;
+    int64_t deadline; /* 0: none */
+
+    struct http_req *prev, *next;
+};
+
+/* ---- small helpers ---- */
+
+static void req_early(struct http_req *req, unsigned status, const char *slug, const char *title,
+                      const char *field, const char *detail)
+{
+    if (req->early_status)
+        return;
+    req->early_status = status;
+    req->early_slug = slug;
+    req->early_title = title;
+    req->early_field = field;
+    snprintf(req->early_detail, sizeof req->early_detail, "%s", detail);
+}
+
+static int split_path(char *path, char **segs, int max)
+{
+    int n = 0;
+    char *save = NULL;
+
+    if (path[0] != '/')
+        return -1;
+    /* A trailing or doubled slash is not a route of ours. */
+    if (strstr(path, "//") || (path[1] && path[strlen(path) - 1] == '/'))
+        return -1;
+    for (char *tok = strtok_r(path + 1, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+        if (n == max)
+            return -1;
+        segs[n++] = tok;
+    }
+    return n;
+}
+
+/* Does `pattern` match the segments? Fill params when it does. */
+static bool route_match(const char *pattern, char **segs, int n, struct http_req *req, bool fill)
+{
+    char buf[128];
+    char *psegs[MAX_SEGS];
+    int pn, np = 0;
+
+    snprintf(buf, sizeof buf, "%s", pattern);
+    pn = split_path(buf, psegs, MAX_SEGS);
+    if (pn != n)
+        return false;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(psegs[i], "{}") == 0) {
+            if (fill && np < MAX_PARAMS)
+                req->params[np++] = strdup(segs[i]);
+            continue;
+        }
+        if (strcmp(psegs[i], segs[i]) != 0)
+            return false;
+    }
+    if (fill)
+        req->n_params = np;
+    return true;
+}
+
+static void route_request(struct http_req *req, const char *url)
+{
+    const struct http_config *cfg = &req->srv->cfg;
+    char *path = strdup(url);
+    char *segs[MAX_SEGS];
+    int n;
+    bool path_known = false;
+
+    if (!path) {
+        req_early(req, 500, "internal", "Internal error", NULL, "out of memory");
+        return;
+    }
+    n = split_path(path, segs, MAX_SEGS);
+    if (n >= 0) {
+        for (size_t i = 0; i < cfg->n_routes; i++) {
+            const struct http_route *r = &cfg->routes[i];
+            if (!route_match(r->pattern, segs, n, req, false))
+                continue;
+            if (!path_known) {
+                path_known = true;
+                req->allow[0] = '\0';
+            }
+            size_t used = strlen(req->allow);
+            snprintf(req->allow + used, sizeof req->allow - used, "%s%s", used ? ", " : "",
+                     r->method);
+            if (!req->route && strcmp(r->method, req->method) == 0) {
+                req->route = r;
+                route_match(r->pattern, segs, n, req, true);
+            }
+        }
+    }
+    free(path);
+    if (!path_known)
+        req_early(req, 404, "not-found", "Not found", NULL, "no such path");
+    else if (!req->route)
+        req_early(req, 405, "method-not-allowed", "Method not allowed", NULL,
+                  "this path does not take that method");
+}
+
+/* Compare in time that depends on the lengths only, never on where they differ. */
+static bool token_equal(const char *given, const char *want)
+{
+    size_t gl = strlen(given), wl = strlen(want);
+    unsigned char diff = (unsigned char)(gl != wl);
+
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)(want[i] ^ (i < gl ? given[i] : 0));
+    return diff == 0;
+}
+
+static void check_auth(struct http_req *req)
+{
+    const char *want = req->srv->cfg.token;
+    const char *h;
+
+    if (!want || !req->route || !req->route->auth)
+        return;
+    h = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+        req_early(req, 401, "unauthorized", "Unauthorized", NULL,
+                  "this jobd needs a bearer token: Authorization: Bearer TOKEN");
+        return;
+    }
+    h += 7;
+    while (*h == ' ')
+        h++;
+    if (!token_equal(h, want))
+        req_early(req, 401, "unauthorized", "Unauthorized", NULL, "the bearer token is wrong");
+}
+
+static bool json_content_type(const char *ct)
+{
+    size_t n;
+
+    if (!ct || !*ct)
+        return true;
+    n = strcspn(ct, "; ");
+    if ((n == 16 && strncasecmp(ct, "application/json", n) == 0) ||
+        (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0))
+        return true;
+    return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+static void check_body_headers(struct http_req *req)
+{
+    const char *ct, *cl;
+
+    if (!req->route || !req->route->body)
+        return;
+    ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");
+    if (!json_content_type(ct))
+        req_early(req, 415, "unsupported-media-type", "Unsupported media type", NULL,
+                  "send the body as application/json");
+    cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if (*end == '\0' && v > (unsigned long long)req->srv->cfg.max_body)
+            req->body_too_large = true;
+    }
+}
+
+/* ---- responses ---- */
+
+static void queue(struct http_req *req, unsigned status, struct MHD_Response *resp,
+                  const char *content_type)
+{
+    if (!resp) {
+        log_error("http: cannot create a response for request %llu",
+                  (unsigned long long)req->id);
+        req->responded = true;
+        return;
+    }
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    for (int i = 0; i < req->n_hdrs; i++)
+        MHD_add_response_header(resp, req->hdrs[i].name, req->hdrs[i].value);
+    if (MHD_queue_response(req->conn, status, resp) != MHD_YES)
+        log_warn("http: cannot queue a %u response for request %llu", status,
+                 (unsigned long long)req->id);
+    MHD_destroy_response(resp);
+    req->responded = true;
+}
+
+void http_respond_buf(struct http_req *req, unsigned status, const char *content_type, char *body,
+                      size_t len)
+{
+    struct MHD_Response *resp;
+
+    if (req->responded) {
+        free(body);
+        return;
+    }
+    resp = MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
+                                                                            : MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        free(body);
+    queue(req, status, resp, content_type);
+}
+
+void http_respond_json(struct http_req *req, unsigned status, json_t *body)
+{
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+    json_decref(body);
+    if (!s) {
+        http_problem(req, 500, "internal", "Internal error", NULL, "cannot render the answer");
+        return;
+    }
+    http_respond_buf(req, status, "application/json", s, strlen(s));
+}
+
+void http_respond_empty(struct http_req *req, unsigned status)
+{
+    http_respond_buf(req, status, NULL, NULL, 0);
+}
+
+void http_respond_fd(struct http_req *req, unsigned status, const char *content_type, int fd,
+                     uint64_t offset, uint64_t size)
+{
+    struct MHD_Response *resp;
+
+    if (req->responded) {
+        close(fd);
+        return;
+    }
+    resp = MHD_create_response_from_fd_at_offset64(size, fd, offset);
+    if (!resp)
+        close(fd);
+    queue(req, status, resp, content_type);
+}
+
+static void problem_v(struct http_req *req, unsigned status, const char *slug, const char *title,
+                      const char *field, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+static void problem_v(struct http_req *req, unsigned status, const char *slug, const char *title,
+                      const char *field, const char *fmt, va_list ap)
+{
+    char detail[1024];
+    char type[96];
+    json_t *o;
+    char *s;
+
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    snprintf(type, sizeof type, "urn:jobd:problem:%s", slug);
+    o = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", (int)status,
+                  "detail", detail);
+    if (o && field)
+        json_object_set_new(o, "field", json_string(field));
+    if (!o) /* detail was not valid UTF-8 (it may quote user input) */
+        o = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", (int)status,
+                      "detail", title);
+    s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!s) {
+        http_respond_empty(req, status);
+        return;
+    }
+    http_respond_buf(req, status, "application/problem+json", s, strlen(s));
+}
+
+void http_problem(struct http_req *req, unsigned status, const char *slug, const char *title,
+                  const char *field, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    problem_v(req, status, slug, title, field, fmt, ap);
+    va_end(ap);
+}
+
+static void answer_early(struct http_req *req)
+{
+    if (req->early_status == 405)
+        http_add_header(req, "Allow", req->allow);
+    if (req->early_status == 401)
+        http_add_header(req, "WWW-Authenticate", "Bearer");
+    if (req->early_status == 503)
+        http_add_header(req, "Retry-After", "5");
+    http_problem(req, req->early_status, req->early_slug, req->early_title, req->early_field, "%s",
+                 req->early_detail);
+}
+
+void http_add_header(struct http_req *req, const char *name, const char *value)
+{
+    if (req->n_hdrs == MAX_HEADERS)
+        return;
+    req->hdrs[req->n_hdrs].name = strdup(name);
+    req->hdrs[req->n_hdrs].value = strdup(value);
+    if (!req->hdrs[req->n_hdrs].name || !req->hdrs[req->n_hdrs].value) {
+        free(req->hdrs[req->n_hdrs].name);
+        free(req->hdrs[req->n_hdrs].value);
+        return;
+    }
+    req->n_hdrs++;
+}
+
+/* ---- suspension ---- */
+
+void http_suspend(struct http_req *req)
+{
+    req->want_suspend = true;
+}
+
+void http_wake(struct http_req *req)
+{
+    pthread_mutex_lock(&req->lock);
+    if (req->suspended) {
+        req->suspended = false;
+        MHD_resume_connection(req->conn);
+    } else {
+        req->wake_pending = true;
+    }
+    pthread_mutex_unlock(&req->lock);
+}
+
+static void timer_wake(void *arg)
+{
+    http_wake(arg);
+}
+
+void http_wake_at(struct http_req *req, int64_t deadline)
+{
+    req->deadline = deadline;
+    if (timers_add(req->srv->cfg.timers, &req->timer, deadline, timer_wake, req) < 0)
+        http_wake(req); /* no memory for a timer: answer now rather than never */
+}
+
+bool http_shutting_down(const struct http_req *req)
+{
+    struct http_server *srv = req->srv;
+    bool s;
+
+    pthread_mutex_lock(&srv->lock);
+    s = srv->shutting_down;
+    pthread_mutex_unlock(&srv->lock);
+    return s;
+}
+
+bool http_req_expired(const struct http_req *req)
+{
+    if (req->deadline && jobd_mono_ms() >= req->deadline)
+        return true;
+    return http_shutting_down(req);
+}
+
+/*
+ * Park the connection unless a wake already arrived. Return true when
+ * parked, false when the caller should try again at once.
+ */
+static bool park(struct http_req *req)
+{
+    bool parked;
+
+    pthread_mutex_lock(&req->lock);
+    if (req->wake_pending) {
+        req->wake_pending = false;
+        parked = false;
+    } else {
+        MHD_suspend_connection(req->conn);
+        req->suspended = true;
+        parked = true;
+    }
+    pthread_mutex_unlock(&req->lock);
+    return parked;
+}
+
+static void run_handler(struct http_req *req)
+{
+    for (int spins = 0;; spins++) {
+        req->want_suspend = false;
+        req->route->fn(req);
+        req->calls++;
+        if (req->responded)
+            return;
+        if (!req->want_suspend) {
+            http_problem(req, 500, "internal", "Internal error", NULL, "the handler gave no answer");
+            return;
+        }
+        if (park(req))
+            return;
+        if (spins > 1000) {
+            http_problem(req, 500, "internal", "Internal error", NULL, "the handler never settles");
+            return;
+        }
+    }
+}
+
+/* ---- streams ---- */
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct http_req *req = cls;
+
+    for (int spins = 0; spins < 1000; spins++) {
+        ssize_t n = req->stream_fn(req, req->stream_arg, pos, buf, max);
+        if (n > 0)
+            return n;
+        if (n == HTTP_STREAM_END)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (n < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (park(req))
+            return 0;
+    }
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+void http_respond_stream(struct http_req *req, unsigned status, const char *content_type,
+                         http_stream_fn fn, void *arg, void (*free_fn)(void *))
+{
+    struct MHD_Response *resp;
+
+    req->stream_fn = fn;
+    req->stream_arg = arg;
+    req->stream_free = free_fn;
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_reader, req, NULL);
+    queue(req, status, resp, content_type);
+}
+
+/* ---- MHD callbacks ---- */
+
+static struct http_req *req_new(struct http_server *srv, struct MHD_Connection *conn,
+                                const char *method)
+{
+    struct http_req *req = calloc(1, sizeof *req);
+
+    if (!req)
+        return NULL;
+    req->srv = srv;
+    req->conn = conn;
+    req->id = atomic_fetch_add(&srv->next_id, 1) + 1;
+    snprintf(req->method, sizeof req->method, "%s", method);
+    pthread_mutex_init(&req->lock, NULL);
+    timer_init(&req->timer);
+    pthread_mutex_lock(&srv->lock);
+    req->next = srv->reqs;
+    if (srv->reqs)
+        srv->reqs->prev = req;
+    srv->reqs = req;
+    if (srv->shutting_down)
+        req_early(req, 503, "shutting-down", "Service unavailable", NULL,
+                  "jobd is shutting down");
+    pthread_mutex_unlock(&srv->lock);
+    return req;
+}
+
+static void req_free(struct http_req *req)
+{
+    struct http_server *srv = req->srv;
+
+    /* First stop everyone who could still wake us, then unlink, then free. */
+    if (req->state_free && req->state)
+        req->state_free(req->state);
+    if (req->stream_free && req->stream_arg)
+        req->stream_free(req->stream_arg);
+    timers_cancel(srv->cfg.timers, &req->timer);
+    pthread_mutex_lock(&srv->lock);
+    if (req->prev)
+        req->prev->next = req->next;
+    else
+        srv->reqs = req->next;
+    if (req->next)
+        req->next->prev = req->prev;
+    pthread_mutex_unlock(&srv->lock);
+    for (int i = 0; i < req->n_params; i++)
+        free(req->params[i]);
+    for (int i = 0; i < req->n_hdrs; i++) {
+        free(req->hdrs[i].name);
+        free(req->hdrs[i].value);
+    }
+    free(req->body);
+    pthread_mutex_destroy(&req->lock);
+    free(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_req *req = *con_cls;
+
+    if (req)
+        req_free(req);
+    *con_cls = NULL;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct http_server *srv = cls;
+    struct http_req *req = *con_cls;
+
+    if (!req) {
+        req = req_new(srv, conn, method);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        route_request(req, url);
+        check_auth(req);
+        check_body_headers(req);
+        if (req->body_too_large && !req->early_status) {
+            /* Declared too large: answer now; MHD closes the connection after it. */
+            http_problem(req, 413, "body-too-large", "Request body too large", NULL,
+                         "the body is over the limit of %lld bytes",
+                         (long long)srv->cfg.max_body);
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->responded || req->early_status || req->body_too_large)
+            return MHD_YES;
+        if (req->body_len + n > (size_t)srv->cfg.max_body) {
+            req->body_too_large = true;
+            free(req->body);
+            req->body = NULL;
+            req->body_len = req->body_cap = 0;
+            return MHD_YES;
+        }
+        if (req->body_len + n > req->body_cap) {
+            size_t cap = req->body_cap ? req->body_cap : 4096;
+            while (cap < req->body_len + n)
+                cap *= 2;
+            char *nb = realloc(req->body, cap);
+            if (!nb) {
+                req_early(req, 500, "internal", "Internal error", NULL, "out of memory");
+                return MHD_YES;
+            }
+            req->body = nb;
+            req->body_cap = cap;
+        }
+        memcpy(req->body + req->body_len, upload_data, n);
+        req->body_len += n;
+        return MHD_YES;
+    }
+
+    if (req->responded)
+        return MHD_YES;
+    if (req->early_status) {
+        answer_early(req);
+        return MHD_YES;
+    }
+    if (req->body_too_large) {
+        http_problem(req, 413, "body-too-large", "Request body too large", NULL,
+                     "the body is over the limit of %lld bytes", (long long)srv->cfg.max_body);
+        return MHD_YES;
+    }
+    run_handler(req);
+    return MHD_YES;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    buf[strcspn(buf, "\n")] = '\0';
+    log_warn("http: %s", buf);
+}
+
+int http_start(const struct http_config *cfg, struct http_server **out)
+{
+    struct http_server *srv = calloc(1, sizeof *srv);
+    struct sockaddr_storage ss;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    const union MHD_DaemonInfo *info;
+
+    if (!srv)
+        return -ENOMEM;
+    srv->cfg = *cfg;
+    pthread_mutex_init(&srv->lock, NULL);
+    memset(&ss, 0, sizeof ss);
+    if (strchr(cfg->host, ':')) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)cfg->port);
+        inet_pton(AF_INET6, cfg->host, &a6->sin6_addr);
+        flags |= MHD_USE_IPv6;
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)cfg->port);
+        inet_pton(AF_INET, cfg->host, &a4->sin_addr);
+    }
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->connection_timeout, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
+        MHD_OPTION_END);
+    if (!srv->daemon) {
+        int err = errno ? errno : EADDRINUSE;
+        log_error("http: cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(err));
+        pthread_mutex_destroy(&srv->lock);
+        free(srv);
+        return -err;
+    }
+    info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : cfg->port;
+    *out = srv;
+    return 0;
+}
+
+int http_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+void http_begin_shutdown(struct http_server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    srv->shutting_down = true;
+    for (struct http_req *r = srv->reqs; r; r = r->next)
+        http_wake(r);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+void http_stop(struct http_server *srv)
+{
+    if (!srv)
+        return;
+    http_begin_shutdown(srv);
+    MHD_stop_daemon(srv->daemon);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+}
+
+/* ---- accessors ---- */
+
+void *http_app(const struct http_req *req)
+{
+    return req->srv->cfg.app;
+}
+
+const char *http_method(const struct http_req *req)
+{
+    return req->method;
+}
+
+const char *http_param(const struct http_req *req, int i)
+{
+    return i >= 0 && i < req->n_params ? req->params[i] : "";
+}
+
+const char *http_query(const struct http_req *req, const char *key)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *http_header(const struct http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_body(const struct http_req *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+uint64_t http_req_id(const struct http_req *req)
+{
+    return req->id;
+}
+
+bool http_first_call(const struct http_req *req)
+{
+    return req->calls == 0;
+}
+
+void http_set_state(struct http_req *req, void *state, void (*free_fn)(void *))
+{
+    req->state = state;
+    req->state_free = free_fn;
+}
+
+void *http_state(const struct http_req *req)
+{
+    return req->state;
+}

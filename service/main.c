@@ -1,0 +1,135 @@
+/*
+ * main.c: jobd's entry point: flags, wiring, signals and shutdown.
+ *
+ * Start: parse flags, block the signals we handle (every thread inherits the
+ * mask), open the store, create the scheduler (and its executor), recover,
+ * start HTTP, print where we listen. Then wait for SIGTERM/SIGINT with
+ * sigwait. Stop: HTTP answers 503 and wakes every waiting request, the
+ * scheduler lets running jobs finish for --shutdown-grace then stops them,
+ * the store commits what is left, exit 0.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "app.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "scheduler.h"
+#include "store.h"
+#include "timers.h"
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    struct app app;
+    struct store *store = NULL;
+    struct store_info info;
+    struct sched *sched = NULL;
+    struct timers *timers = NULL;
+    struct http_server *http = NULL;
+    struct http_config hc;
+    struct sched_config sc;
+    sigset_t set;
+    char err[512];
+    int rc, sig = 0, status = 1;
+
+    rc = config_parse(&cfg, argc, argv, stdout, stderr);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    log_set_json(cfg.log_json);
+    json_object_seed(0);
+
+    /* Signals: handled by sigwait in this thread only; children get a clean mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    memset(&app, 0, sizeof app);
+    app.cfg = &cfg;
+    snprintf(app.out_dir, sizeof app.out_dir, "%s/out", cfg.data_dir);
+    if (mkdir(app.out_dir, 0700) < 0 && errno != EEXIST) {
+        log_error("jobd: cannot create %s: %s", app.out_dir, strerror(errno));
+        goto out;
+    }
+    rc = store_open(cfg.data_dir, &store, &info, err, sizeof err);
+    if (rc < 0) {
+        log_error("jobd: cannot open the store in %s: %s", cfg.data_dir, err);
+        goto out;
+    }
+    app.store = store;
+    memset(&sc, 0, sizeof sc);
+    sc.cfg = &cfg;
+    sc.store = store;
+    sc.out_dir = app.out_dir;
+    sc.last_num = info.last_num;
+    sc.last_seq = info.last_seq;
+    rc = sched_create(&sc, &sched);
+    if (rc < 0) {
+        log_error("jobd: cannot start the scheduler: %s", strerror(-rc));
+        goto out;
+    }
+    app.sched = sched;
+    rc = sched_start(sched);
+    if (rc < 0)
+        goto out;
+    rc = timers_create(&timers);
+    if (rc < 0) {
+        log_error("jobd: cannot start the timer thread: %s", strerror(-rc));
+        goto out;
+    }
+
+    memset(&hc, 0, sizeof hc);
+    hc.host = cfg.listen_host;
+    hc.port = cfg.listen_port;
+    hc.token = cfg.token;
+    hc.max_body = cfg.max_body;
+    hc.threads = cfg.http_threads;
+    hc.max_connections = cfg.max_connections;
+    hc.connection_timeout = cfg.connection_timeout;
+    hc.routes = api_routes;
+    hc.n_routes = api_n_routes;
+    hc.app = &app;
+    hc.timers = timers;
+    rc = http_start(&hc, &http);
+    if (rc < 0)
+        goto out;
+
+    if (strchr(cfg.listen_host, ':'))
+        printf("jobd: listening on http://[%s]:%d\n", cfg.listen_host, http_port(http));
+    else
+        printf("jobd: listening on http://%s:%d\n", cfg.listen_host, http_port(http));
+    printf("jobd: data in %s\n", cfg.data_dir);
+    fflush(stdout);
+    log_info("jobd %s started (max-procs %d, auth %s)", JOBD_VERSION, cfg.max_procs,
+             cfg.token ? "on" : "off");
+
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+        log_info("jobd: SIGHUP ignored");
+    log_info("jobd: %s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    status = 0;
+
+out:
+    if (http)
+        http_begin_shutdown(http);
+    if (sched)
+        sched_shutdown(sched, status == 0 ? cfg.shutdown_grace : 0);
+    http_stop(http);
+    timers_destroy(timers);
+    sched_destroy(sched);
+    if (store)
+        store_close(store);
+    if (status == 0)
+        log_info("jobd: stopped");
+    config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,1378 @@
+/*
+ * scheduler.c: job table, priority queue, state machine, waiters, retries
+ * and retention (see scheduler.h for the publish-after-commit rule).
+ *
+ * Locking: s->lock guards everything in struct sched and every struct job:
+ * the tables, the ready heap, the delayed list, counters, watches, and the
+ * fields of each job. It is the only lock here. Lock order, outermost first:
+ *   s->lock -> executor inbox lock (exec_proc_start/cancel)
+ *   s->lock -> store queue lock (store_enqueue)
+ *   s->lock -> an HTTP request's lock (watch callbacks, done callbacks)
+ * Callbacks from the executor thread and from the store's writer thread take
+ * s->lock themselves; they are never called with it held.
+ *
+ * A job's memory: created by sched_submit (or recovery), in the table while
+ * queued or running, removed from the table when its final state is
+ * published, and freed when, in addition, no store operation of it is in
+ * flight (job->pending == 0).
+ */
+#include "scheduler.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "exec_process.h"
+#include "jobd/util.h"
+#include "log.h"
+#include "output.h"
+#include "store.h"
+
+#define MAX_BACKOFF_S      3600.0 /* cap of the retry backoff (unless retry_delay is larger) */
+#define RETENTION_EVERY_MS 60000  /* how often ended jobs are swept */
+#define RETENTION_BATCH    1000   /* jobs removed per sweep step */
+
+struct job {
+    int64_t num;
+    char id[JOBD_MAX_ID_BYTES];
+    struct jobd_spec spec;
+    char *spec_json; /* canonical spec, the store's `spec` column */
+    char *idem_key;  /* NULL when none */
+
+    /* The scheduler's view, changed under s->lock and then committed. */
+    enum jobd_state state;
+    int attempts;
+    int64_t created_ms, started_ms, finished_ms;
+    int exit_code; /* -1: none */
+    int signal;    /* 0: none */
+    char *error;
+    int64_t pid, pid_start;
+    int64_t out_total[2];
+    bool out_truncated[2];
+    int64_t out_readable[2]; /* live, not persisted */
+    bool starting;           /* handed to the executor, not yet ended */
+    bool cancel_requested;
+    int64_t not_before; /* mono ms: retry backoff; 0 when ready */
+
+    /* The published view. */
+    bool visible;
+    char *doc;
+    enum jobd_state pub_state;
+    int64_t pub_seq;
+
+    int pending;   /* store operations in flight */
+    bool in_table; /* reachable through the tables */
+    size_t heap_slot;
+    struct sched_watch *watches;
+    struct job *hash_next, *idem_next, *delayed_next;
+};
+
+enum change_kind { CH_SUBMIT, CH_UPDATE, CH_DELETE };
+
+/* One change on its way through the store. */
+struct change {
+    struct store_op op;
+    struct sched *s;
+    enum change_kind kind;
+    struct job *job; /* NULL for a delete */
+    char *doc;       /* owned until published */
+    enum jobd_state state;
+    int64_t seq;
+    sched_done_fn done;
+    void *arg;
+    char id[JOBD_MAX_ID_BYTES];
+};
+
+struct sched {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* the sched thread's wake-up; also signalled when counts drop */
+    const struct config *cfg;
+    struct store *store;
+    char *out_dir;
+    struct exec_proc *exec;
+
+    int64_t last_num, last_seq, pub_seq;
+    struct job **table; /* by num, chained */
+    size_t table_size, table_count;
+    struct job **idem; /* by idempotency key, chained */
+    size_t idem_size;
+    struct job **heap; /* ready jobs: highest priority, then lowest num */
+    size_t heap_len, heap_cap;
+    struct job *delayed; /* waiting for their retry backoff */
+
+    int queued;  /* queued jobs, including delayed and not yet committed */
+    int running; /* handed to the executor */
+    int pending; /* store operations in flight */
+    struct sched_watch *global_watches;
+
+    bool stopping; /* no more dispatching */
+    bool thread_stop;
+    pthread_t thread;
+    bool thread_started;
+    int64_t next_retention;
+};
+
+/* ---- tables ---- */
+
+static size_t hash_num(int64_t num, size_t size)
+{
+    return (size_t)((uint64_t)num * 0x9E3779B97F4A7C15ull >> 20) & (size - 1);
+}
+
+static size_t hash_str(const char *s, size_t size)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (size_t)h & (size - 1);
+}
+
+static struct job *find(struct sched *s, int64_t num)
+{
+    for (struct job *j = s->table[hash_num(num, s->table_size)]; j; j = j->hash_next)
+        if (j->num == num)
+            return j;
+    return NULL;
+}
+
+static struct job *find_idem(struct sched *s, const char *key)
+{
+    for (struct job *j = s->idem[hash_str(key, s->idem_size)]; j; j = j->idem_next)
+        if (strcmp(j->idem_key, key) == 0)
+            return j;
+    return NULL;
+}
+
+static int table_grow(struct sched *s)
+{
+    size_t nsize = s->table_size * 2;
+    struct job **nt = calloc(nsize, sizeof *nt);
+
+    if (!nt)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->table_size; i++) {
+        struct job *j = s->table[i];
+        while (j) {
+            struct job *next = j->hash_next;
+            size_t h = hash_num(j->num, nsize);
+            j->hash_next = nt[h];
+            nt[h] = j;
+            j = next;
+        }
+    }
+    free(s->table);
+    s->table = nt;
+    s->table_size = nsize;
+    return 0;
+}
+
+static int table_insert(struct sched *s, struct job *j)
+{
+    size_t h;
+
+    if (s->table_count + 1 > s->table_size && table_grow(s) < 0)
+        return -ENOMEM;
+    h = hash_num(j->num, s->table_size);
+    j->hash_next = s->table[h];
+    s->table[h] = j;
+    s->table_count++;
+    if (j->idem_key) {
+        size_t k = hash_str(j->idem_key, s->idem_size);
+        j->idem_next = s->idem[k];
+        s->idem[k] = j;
+    }
+    j->in_table = true;
+    return 0;
+}
+
+static void table_remove(struct sched *s, struct job *j)
+{
+    struct job **pp;
+
+    if (!j->in_table)
+        return;
+    for (pp = &s->table[hash_num(j->num, s->table_size)]; *pp; pp = &(*pp)->hash_next) {
+        if (*pp == j) {
+            *pp = j->hash_next;
+            break;
+        }
+    }
+    if (j->idem_key) {
+        for (pp = &s->idem[hash_str(j->idem_key, s->idem_size)]; *pp; pp = &(*pp)->idem_next) {
+            if (*pp == j) {
+                *pp = j->idem_next;
+                break;
+            }
+        }
+    }
+    s->table_count--;
+    j->in_table = false;
+}
+
+/* ---- ready heap ---- */
+
+static bool runs_before(const struct job *a, const struct job *b)
+{
+    if (a->spec.priority != b->spec.priority)
+        return a->spec.priority > b->spec.priority;
+    return a->num < b->num;
+}
+
+static void heap_put(struct sched *s, size_t i, struct job *j)
+{
+    s->heap[i] = j;
+    j->heap_slot = i;
+}
+
+static int heap_push(struct sched *s, struct job *j)
+{
+    size_t i;
+
+    if (s->heap_len == s->heap_cap) {
+        size_t ncap = s->heap_cap ? s->heap_cap * 2 : 256;
+        struct job **nh = realloc(s->heap, ncap * sizeof *nh);
+        if (!nh)
+            return -ENOMEM;
+        s->heap = nh;
+        s->heap_cap = ncap;
+    }
+    i = s->heap_len++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!runs_before(j, s->heap[parent]))
+            break;
+        heap_put(s, i, s->heap[parent]);
+        i = parent;
+    }
+    heap_put(s, i, j);
+    return 0;
+}
+
+static void heap_fix_down(struct sched *s, size_t i)
+{
+    struct job *j = s->heap[i];
+
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const struct job *best = j;
+        if (l < s->heap_len && runs_before(s->heap[l], best)) {
+            m = l;
+            best = s->heap[l];
+        }
+        if (r < s->heap_len && runs_before(s->heap[r], best))
+            m = r;
+        if (m == i)
+            break;
+        heap_put(s, i, s->heap[m]);
+        i = m;
+    }
+    heap_put(s, i, j);
+}
+
+static void heap_remove(struct sched *s, struct job *j)
+{
+    size_t i = j->heap_slot;
+    struct job *last;
+
+    if (i == SIZE_MAX || i >= s->heap_len || s->heap[i] != j)
+        return;
+    j->heap_slot = SIZE_MAX;
+    last = s->heap[--s->heap_len];
+    if (last == j)
+        return;
+    heap_put(s, i, last);
+    heap_fix_down(s, i);
+    /* It may need to move up instead. */
+    i = last->heap_slot;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!runs_before(last, s->heap[parent]))
+            break;
+        heap_put(s, i, s->heap[parent]);
+        i = parent;
+    }
+    heap_put(s, i, last);
+}
+
+static struct job *heap_pop(struct sched *s)
+{
+    struct job *top;
+
+    if (s->heap_len == 0)
+        return NULL;
+    top = s->heap[0];
+    heap_remove(s, top);
+    return top;
+}
+
+static void delayed_remove(struct sched *s, struct job *j)
+{
+    for (struct job **pp = &s->delayed; *pp; pp = &(*pp)->delayed_next) {
+        if (*pp == j) {
+            *pp = j->delayed_next;
+            j->delayed_next = NULL;
+            return;
+        }
+    }
+}
+
+/* ---- documents ---- */
+
+static json_t *time_or_null(int64_t ms)
+{
+    char buf[40];
+
+    if (ms <= 0)
+        return json_null();
+    jobd_format_time(ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+static json_t *int_or_null(int64_t v, bool present)
+{
+    return present ? json_integer(v) : json_null();
+}
+
+/* Render the job resource. Return a new string, or NULL if memory runs out. */
+static char *render(const struct job *j, int64_t seq)
+{
+    json_t *spec = jobd_spec_to_json(&j->spec);
+    json_t *o = json_object();
+    const char *sig = j->signal ? jobd_signal_name(j->signal) : NULL;
+    char *s;
+    int rc = 0;
+
+    if (!o || !spec) {
+        json_decref(o);
+        json_decref(spec);
+        return NULL;
+    }
+    /* id and state first: they are what a person looks for. */
+    rc |= json_object_set_new(o, "id", json_string(j->id));
+    rc |= json_object_set_new(o, "state", json_string(jobd_state_name(j->state)));
+    rc |= json_object_update(o, spec);
+    json_decref(spec);
+    rc |= json_object_set_new(o, "exit_code", int_or_null(j->exit_code, j->exit_code >= 0));
+    rc |= json_object_set_new(o, "signal", sig ? json_string(sig) : int_or_null(j->signal, j->signal));
+    rc |= json_object_set_new(o, "error", j->error ? json_string(j->error) : json_null());
+    rc |= json_object_set_new(o, "result", json_null());
+    rc |= json_object_set_new(o, "pid", int_or_null(j->pid, j->pid > 0));
+    rc |= json_object_set_new(o, "node", json_null());
+    rc |= json_object_set_new(o, "attempts", json_integer(j->attempts));
+    rc |= json_object_set_new(o, "batch", json_null());
+    rc |= json_object_set_new(o, "created_at", time_or_null(j->created_ms));
+    rc |= json_object_set_new(o, "started_at", time_or_null(j->started_ms));
+    rc |= json_object_set_new(o, "finished_at", time_or_null(j->finished_ms));
+    rc |= json_object_set_new(o, "stdout_bytes", json_integer(j->out_total[0]));
+    rc |= json_object_set_new(o, "stderr_bytes", json_integer(j->out_total[1]));
+    rc |= json_object_set_new(o, "stdout_truncated", json_boolean(j->out_truncated[0]));
+    rc |= json_object_set_new(o, "stderr_truncated", json_boolean(j->out_truncated[1]));
+    rc |= json_object_set_new(o, "seq", json_integer(seq));
+    s = rc ? NULL : json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+/* ---- watches ---- */
+
+void sched_watch_init(struct sched_watch *w, void (*fn)(void *), void *arg)
+{
+    memset(w, 0, sizeof *w);
+    w->fn = fn;
+    w->arg = arg;
+}
+
+static void watch_link(struct sched_watch **head, struct sched_watch *w, void *owner)
+{
+    w->prev = NULL;
+    w->next = *head;
+    if (*head)
+        (*head)->prev = w;
+    *head = w;
+    w->owner = owner;
+}
+
+static void watch_unlink(struct sched *s, struct sched_watch *w)
+{
+    struct sched_watch **head;
+
+    if (!w->owner)
+        return;
+    head = w->owner == (void *)s ? &s->global_watches : &((struct job *)w->owner)->watches;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        *head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    w->owner = NULL;
+}
+
+static void fire_all(struct sched *s, struct sched_watch **head)
+{
+    while (*head) {
+        struct sched_watch *w = *head;
+        watch_unlink(s, w);
+        w->fn(w->arg);
+    }
+}
+
+int sched_watch_job(struct sched *s, struct sched_watch *w, int64_t num)
+{
+    struct job *j;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    watch_unlink(s, w);
+    j = find(s, num);
+    if (!j || !j->visible) {
+        rc = -ENOENT;
+    } else if (jobd_state_is_final(j->pub_state)) {
+        rc = 1;
+    } else {
+        watch_link(&j->watches, w, j);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int sched_watch_seq(struct sched *s, struct sched_watch *w, int64_t since)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    watch_unlink(s, w);
+    if (s->pub_seq > since || s->stopping) {
+        rc = 1;
+    } else {
+        watch_link(&s->global_watches, w, s);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+void sched_unwatch(struct sched *s, struct sched_watch *w)
+{
+    pthread_mutex_lock(&s->lock);
+    watch_unlink(s, w);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int64_t sched_published_seq(struct sched *s)
+{
+    int64_t v;
+
+    pthread_mutex_lock(&s->lock);
+    v = s->pub_seq;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+/* ---- changes ---- */
+
+static void job_free(struct job *j)
+{
+    jobd_spec_free(&j->spec);
+    free(j->spec_json);
+    free(j->idem_key);
+    free(j->error);
+    free(j->doc);
+    free(j);
+}
+
+/* Free a job that is out of the table and has nothing in flight. */
+static void job_release(struct job *j)
+{
+    if (!j->in_table && j->pending == 0)
+        job_free(j);
+}
+
+static void publish(struct sched *s, struct change *ch)
+{
+    struct job *j = ch->job;
+
+    if (ch->seq > j->pub_seq) {
+        free(j->doc);
+        j->doc = ch->doc;
+        ch->doc = NULL;
+        j->pub_state = ch->state;
+        j->pub_seq = ch->seq;
+    }
+    if (ch->seq > s->pub_seq)
+        s->pub_seq = ch->seq;
+    fire_all(s, &j->watches);
+    fire_all(s, &s->global_watches);
+    if (jobd_state_is_final(j->pub_state))
+        table_remove(s, j);
+}
+
+static void dispatch(struct sched *s);
+
+static void change_done(void *arg, int status)
+{
+    struct change *ch = arg;
+    struct sched *s = ch->s;
+    struct job *j = ch->job;
+
+    pthread_mutex_lock(&s->lock);
+    switch (ch->kind) {
+    case CH_SUBMIT:
+        j->pending--;
+        if (status == 0) {
+            j->visible = true;
+            publish(s, ch);
+            if (j->state == JOBD_QUEUED && j->not_before == 0 && !j->starting &&
+                heap_push(s, j) < 0) {
+                log_error("scheduler: out of memory queueing job %s", j->id);
+            }
+            dispatch(s);
+        } else {
+            table_remove(s, j);
+            s->queued--;
+            job_release(j);
+        }
+        break;
+    case CH_UPDATE:
+        j->pending--;
+        if (status == 0 || status == -ECANCELED)
+            publish(s, ch);
+        job_release(j);
+        break;
+    case CH_DELETE:
+        if (status == 0)
+            output_remove(s->out_dir, ch->id);
+        break;
+    }
+    if (ch->done)
+        ch->done(ch->arg, status);
+    s->pending--;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    free(ch->doc);
+    free(ch);
+}
+
+/*
+ * Record the job's current state as a change: next seq, render, hand to the
+ * store. Caller holds s->lock. Return 0 or -ENOMEM.
+ */
+static int change_job(struct sched *s, struct job *j, enum change_kind kind, sched_done_fn done,
+                      void *arg)
+{
+    struct change *ch = calloc(1, sizeof *ch);
+    int64_t seq = s->last_seq + 1;
+
+    if (!ch)
+        goto oom;
+    ch->doc = render(j, seq);
+    if (!ch->doc)
+        goto oom;
+    s->last_seq = seq;
+    ch->s = s;
+    ch->kind = kind;
+    ch->job = j;
+    ch->state = j->state;
+    ch->seq = seq;
+    ch->done = done;
+    ch->arg = arg;
+    ch->op.kind = STORE_PUT;
+    ch->op.retry = kind != CH_SUBMIT;
+    ch->op.done = change_done;
+    ch->op.arg = ch;
+    ch->op.row = (struct store_row){
+        .num = j->num,
+        .id = j->id,
+        .state = j->state,
+        .seq = seq,
+        .priority = j->spec.priority,
+        .name = j->spec.name,
+        .batch = NULL,
+        .idem_key = j->idem_key,
+        .created_ms = j->created_ms,
+        .finished_ms = j->finished_ms,
+        .pid = j->pid,
+        .pid_start = j->pid_start,
+        .spec = j->spec_json,
+        .doc = ch->doc,
+    };
+    j->pending++;
+    s->pending++;
+    store_enqueue(s->store, &ch->op);
+    return 0;
+oom:
+    free(ch);
+    log_error("scheduler: out of memory recording a change of job %s", j->id);
+    return -ENOMEM;
+}
+
+/* ---- executor callbacks ---- */
+
+static void dispatch(struct sched *s)
+{
+    while (!s->stopping && s->running < s->cfg->max_procs) {
+        struct job *j = heap_pop(s);
+        struct exec_run run;
+        if (!j)
+            break;
+        s->queued--;
+        s->running++;
+        j->starting = true;
+        j->attempts++;
+        j->out_readable[0] = j->out_readable[1] = 0;
+        memset(&run, 0, sizeof run);
+        run.num = j->num;
+        memcpy(run.id, j->id, sizeof run.id);
+        run.spec = &j->spec;
+        run.output_cap =
+            j->spec.limits.output_bytes > 0 ? j->spec.limits.output_bytes : s->cfg->max_output;
+        if (exec_proc_start(s->exec, &run) < 0) {
+            /* The executor is stopping: leave the job queued for the next start. */
+            j->starting = false;
+            j->attempts--;
+            s->running--;
+            s->queued++;
+            heap_push(s, j);
+            break;
+        }
+        if (j->cancel_requested)
+            exec_proc_cancel(s->exec, j->num);
+    }
+}
+
+static void on_started(void *ctx, int64_t num, pid_t pid, int64_t pid_start, int64_t started_ms)
+{
+    struct sched *s = ctx;
+    struct job *j;
+
+    pthread_mutex_lock(&s->lock);
+    j = find(s, num);
+    if (j && jobd_state_can_transition(j->state, JOBD_RUNNING)) {
+        j->state = JOBD_RUNNING;
+        j->pid = pid;
+        j->pid_start = pid_start;
+        j->started_ms = started_ms;
+        j->finished_ms = 0;
+        j->exit_code = -1;
+        j->signal = 0;
+        free(j->error);
+        j->error = NULL;
+        change_job(s, j, CH_UPDATE, NULL, NULL);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_output(void *ctx, int64_t num, int stream, int64_t readable)
+{
+    struct sched *s = ctx;
+    struct job *j;
+
+    pthread_mutex_lock(&s->lock);
+    j = find(s, num);
+    if (j && stream >= 0 && stream < 2) {
+        j->out_readable[stream] = readable;
+        fire_all(s, &j->watches);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static bool exit_code_retryable(const struct job *j, int code)
+{
+    if (!j->spec.retry_exit_codes)
+        return true;
+    for (size_t i = 0; i < j->spec.n_retry_exit_codes; i++)
+        if (j->spec.retry_exit_codes[i] == code)
+            return code >= 0;
+    return false;
+}
+
+static void set_error(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(struct job *j, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    free(j->error);
+    j->error = strdup(buf);
+}
+
+static double backoff_s(const struct job *j)
+{
+    double d = j->spec.retry_delay;
+    double cap = j->spec.retry_delay > MAX_BACKOFF_S ? j->spec.retry_delay : MAX_BACKOFF_S;
+
+    for (int i = 1; i < j->attempts && d < cap; i++)
+        d *= 2;
+    return d < cap ? d : cap;
+}
+
+/* Requeue a failed attempt after its backoff. Caller holds the lock. */
+static void requeue(struct sched *s, struct job *j, double delay_s)
+{
+    j->state = JOBD_QUEUED;
+    s->queued++;
+    if (delay_s <= 0 || s->stopping) {
+        j->not_before = 0;
+        if (heap_push(s, j) < 0)
+            log_error("scheduler: out of memory requeueing job %s", j->id);
+        return;
+    }
+    j->not_before = jobd_mono_ms() + (int64_t)(delay_s * 1000);
+    j->delayed_next = s->delayed;
+    s->delayed = j;
+    pthread_cond_broadcast(&s->cond);
+}
+
+static void on_exited(void *ctx, int64_t num, const struct exec_result *res)
+{
+    struct sched *s = ctx;
+    struct job *j;
+    bool retry = false;
+    enum jobd_state to = JOBD_FAILED;
+
+    pthread_mutex_lock(&s->lock);
+    s->running--;
+    j = find(s, num);
+    if (!j) {
+        log_error("scheduler: exit of unknown job number %lld", (long long)num);
+        goto out;
+    }
+    j->starting = false;
+    j->finished_ms = res->finished_ms;
+    if (res->started_ms > 0 && j->started_ms == 0)
+        j->started_ms = res->started_ms;
+    j->exit_code = res->exit_code;
+    j->signal = res->signal;
+    for (int i = 0; i < 2; i++) {
+        j->out_total[i] = res->out_total[i];
+        j->out_truncated[i] = res->out_truncated[i];
+    }
+    free(j->error);
+    j->error = NULL;
+    bool retries_left = j->attempts <= j->spec.retries;
+    switch (res->end) {
+    case EXEC_EXITED:
+        if (res->exit_code == 0 && res->signal == 0) {
+            to = JOBD_SUCCEEDED;
+        } else if (j->cancel_requested) {
+            to = JOBD_CANCELLED;
+            set_error(j, "cancelled");
+        } else if (res->signal) {
+            const char *name = jobd_signal_name(res->signal);
+            set_error(j, "killed by signal %s", name ? name : "?");
+            retry = retries_left && !j->spec.retry_exit_codes;
+        } else {
+            set_error(j, "exited with code %d", res->exit_code);
+            retry = retries_left && exit_code_retryable(j, res->exit_code);
+        }
+        break;
+    case EXEC_START_FAILED:
+        set_error(j, "%s", res->error);
+        if (j->cancel_requested)
+            to = JOBD_CANCELLED;
+        else
+            retry = retries_left && !j->spec.retry_exit_codes;
+        break;
+    case EXEC_TIMED_OUT:
+        to = JOBD_TIMED_OUT;
+        set_error(j, "timed out after %g s", j->spec.timeout);
+        break;
+    case EXEC_CANCELLED:
+        if (j->cancel_requested) {
+            to = JOBD_CANCELLED;
+            set_error(j, "cancelled");
+        } else {
+            /* Stopped by a shutdown of jobd. */
+            set_error(j, "interrupted");
+            retry = retries_left;
+        }
+        break;
+    }
+    if (retry && !j->cancel_requested) {
+        j->finished_ms = 0;
+        requeue(s, j, s->stopping ? 0 : backoff_s(j));
+    } else {
+        j->state = to;
+    }
+    change_job(s, j, CH_UPDATE, NULL, NULL);
+    dispatch(s);
+out:
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- public API ---- */
+
+int sched_submit(struct sched *s, struct jobd_spec *spec, const char *idem_key, int64_t *num,
+                 sched_done_fn done, void *arg)
+{
+    struct job *j = NULL;
+    json_t *sj = NULL;
+    char *spec_json = NULL;
+    int rc;
+
+    sj = jobd_spec_to_json(spec);
+    spec_json = sj ? json_dumps(sj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(sj);
+    if (!spec_json) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+
+    if (idem_key) {
+        int64_t onum = 0;
+        char *ospec = NULL;
+        /* An idempotency key of an ended job: answer from the store. */
+        rc = store_find_idem(s->store, idem_key, &onum, &ospec);
+        if (rc == 0) {
+            rc = strcmp(ospec, spec_json) == 0 ? 1 : -EEXIST;
+            free(ospec);
+            if (rc == 1)
+                *num = onum;
+            goto fail;
+        }
+        if (rc != -ENOENT)
+            goto fail;
+    }
+
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping) {
+        rc = -ESHUTDOWN;
+        goto unlock_fail;
+    }
+    if (idem_key) {
+        struct job *o = find_idem(s, idem_key);
+        if (o) {
+            if (!o->visible)
+                rc = -EBUSY;
+            else if (strcmp(o->spec_json, spec_json) == 0)
+                rc = 1;
+            else
+                rc = -EEXIST;
+            if (rc == 1)
+                *num = o->num;
+            goto unlock_fail;
+        }
+    }
+    if (s->queued >= s->cfg->max_queued) {
+        rc = -EAGAIN;
+        goto unlock_fail;
+    }
+    j = calloc(1, sizeof *j);
+    if (!j || (idem_key && !(j->idem_key = strdup(idem_key)))) {
+        rc = -ENOMEM;
+        goto unlock_fail;
+    }
+    j->num = ++s->last_num;
+    jobd_format_id(j->num, j->id, sizeof j->id);
+    j->spec = *spec;
+    jobd_spec_init(spec);
+    j->spec_json = spec_json;
+    spec_json = NULL;
+    j->state = JOBD_QUEUED;
+    j->pub_state = JOBD_QUEUED;
+    j->created_ms = jobd_now_ms();
+    j->exit_code = -1;
+    j->heap_slot = SIZE_MAX;
+    rc = table_insert(s, j);
+    if (rc < 0)
+        goto unlock_fail;
+    rc = change_job(s, j, CH_SUBMIT, done, arg);
+    if (rc < 0) {
+        table_remove(s, j);
+        goto unlock_fail;
+    }
+    s->queued++;
+    *num = j->num;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+
+unlock_fail:
+    pthread_mutex_unlock(&s->lock);
+    if (j)
+        job_free(j);
+    else
+        jobd_spec_free(spec);
+    free(spec_json);
+    return rc;
+fail:
+    jobd_spec_free(spec);
+    free(spec_json);
+    return rc;
+}
+
+int sched_get_doc(struct sched *s, int64_t num, char **doc, bool *final)
+{
+    struct job *j;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    j = find(s, num);
+    if (j && j->visible && j->doc) {
+        *doc = strdup(j->doc);
+        *final = jobd_state_is_final(j->pub_state);
+        pthread_mutex_unlock(&s->lock);
+        return *doc ? 0 : -ENOMEM;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (j)
+        return -ENOENT; /* submitted, not yet committed */
+    rc = store_get_doc(s->store, num, doc);
+    if (rc == 0)
+        *final = true; /* only ended jobs leave the table */
+    return rc;
+}
+
+int sched_cancel(struct sched *s, int64_t num, sched_done_fn done, void *arg)
+{
+    struct job *j;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    j = find(s, num);
+    if (!j || !j->visible) {
+        pthread_mutex_unlock(&s->lock);
+        if (j)
+            return -ENOENT;
+        char *doc = NULL;
+        rc = store_get_doc(s->store, num, &doc);
+        free(doc);
+        return rc == 0 ? -EALREADY : rc;
+    }
+    if (jobd_state_is_final(j->state)) {
+        rc = -EALREADY;
+    } else if (j->starting || j->state == JOBD_RUNNING) {
+        j->cancel_requested = true;
+        exec_proc_cancel(s->exec, j->num);
+        rc = 1;
+    } else {
+        /* Queued, ready or waiting for a retry: it ends now. */
+        heap_remove(s, j);
+        delayed_remove(s, j);
+        j->not_before = 0;
+        s->queued--;
+        j->cancel_requested = true;
+        j->state = JOBD_CANCELLED;
+        j->finished_ms = jobd_now_ms();
+        set_error(j, "cancelled");
+        rc = change_job(s, j, CH_UPDATE, done, arg);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int sched_delete(struct sched *s, int64_t num, sched_done_fn done, void *arg)
+{
+    struct change *ch;
+    char *doc = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    rc = find(s, num) ? -EBUSY : 0;
+    pthread_mutex_unlock(&s->lock);
+    if (rc < 0)
+        return rc;
+    rc = store_get_doc(s->store, num, &doc);
+    free(doc);
+    if (rc < 0)
+        return rc;
+    ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return -ENOMEM;
+    ch->s = s;
+    ch->kind = CH_DELETE;
+    ch->done = done;
+    ch->arg = arg;
+    jobd_format_id(num, ch->id, sizeof ch->id);
+    ch->op.kind = STORE_DELETE;
+    ch->op.row.num = num;
+    ch->op.row.id = ch->id;
+    ch->op.done = change_done;
+    ch->op.arg = ch;
+    pthread_mutex_lock(&s->lock);
+    s->pending++;
+    store_enqueue(s->store, &ch->op);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int sched_output_state(struct sched *s, int64_t num, int stream, int64_t *readable, bool *ended)
+{
+    struct job *j;
+    int rc = -ENOENT;
+
+    pthread_mutex_lock(&s->lock);
+    j = find(s, num);
+    if (j && j->visible) {
+        *readable = j->out_readable[stream];
+        *ended = jobd_state_is_final(j->pub_state);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+void sched_stats(struct sched *s, struct sched_stats *st)
+{
+    pthread_mutex_lock(&s->lock);
+    st->queued = s->queued;
+    st->running = s->running;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- the scheduler thread: retry backoff and retention ---- */
+
+struct expired {
+    int64_t *nums;
+    size_t n, cap;
+};
+
+static int collect_expired(void *arg, const struct store_row *row)
+{
+    struct expired *e = arg;
+
+    if (e->n == e->cap) {
+        size_t ncap = e->cap ? e->cap * 2 : 64;
+        int64_t *nn = realloc(e->nums, ncap * sizeof *nn);
+        if (!nn)
+            return -ENOMEM;
+        e->nums = nn;
+        e->cap = ncap;
+    }
+    e->nums[e->n++] = row->num;
+    return 0;
+}
+
+/* Remove ended jobs past the retention. Called without the lock. */
+static void sweep_retention(struct sched *s)
+{
+    int64_t before = jobd_now_ms() - (int64_t)(s->cfg->retention * 1000);
+    struct expired e = {0};
+
+    if (store_load_expired(s->store, before, RETENTION_BATCH, collect_expired, &e) < 0) {
+        free(e.nums);
+        return;
+    }
+    for (size_t i = 0; i < e.n; i++)
+        sched_delete(s, e.nums[i], NULL, NULL);
+    if (e.n)
+        log_info("scheduler: retention removed %zu ended jobs", e.n);
+    free(e.nums);
+}
+
+static void *sched_main(void *arg)
+{
+    struct sched *s = arg;
+    int64_t retention_every = (int64_t)(s->cfg->retention * 1000 / 4);
+
+    if (retention_every > RETENTION_EVERY_MS)
+        retention_every = RETENTION_EVERY_MS;
+    if (retention_every < 500)
+        retention_every = 500;
+    pthread_mutex_lock(&s->lock);
+    while (!s->thread_stop) {
+        int64_t now = jobd_mono_ms();
+        int64_t next = s->next_retention;
+
+        for (struct job **pp = &s->delayed; *pp;) {
+            struct job *j = *pp;
+            if (j->not_before <= now) {
+                *pp = j->delayed_next;
+                j->delayed_next = NULL;
+                j->not_before = 0;
+                if (heap_push(s, j) < 0)
+                    log_error("scheduler: out of memory requeueing job %s", j->id);
+                continue;
+            }
+            if (j->not_before < next)
+                next = j->not_before;
+            pp = &j->delayed_next;
+        }
+        dispatch(s);
+        if (now >= s->next_retention) {
+            s->next_retention = now + retention_every;
+            pthread_mutex_unlock(&s->lock);
+            sweep_retention(s);
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
+        int64_t wait = next - now;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += wait / 1000;
+        ts.tv_nsec += (wait % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* ---- life cycle ---- */
+
+int sched_create(const struct sched_config *sc, struct sched **out)
+{
+    static const struct exec_callbacks cbs = {on_started, on_output, on_exited};
+    struct sched *s = calloc(1, sizeof *s);
+    struct exec_config ec;
+    pthread_condattr_t ca;
+    int rc;
+
+    if (!s)
+        return -ENOMEM;
+    s->cfg = sc->cfg;
+    s->store = sc->store;
+    s->last_num = sc->last_num;
+    s->last_seq = sc->last_seq;
+    s->pub_seq = sc->last_seq;
+    s->out_dir = strdup(sc->out_dir);
+    s->table_size = 1024;
+    s->table = calloc(s->table_size, sizeof *s->table);
+    s->idem_size = 1024;
+    s->idem = calloc(s->idem_size, sizeof *s->idem);
+    if (!s->out_dir || !s->table || !s->idem) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    memset(&ec, 0, sizeof ec);
+    ec.out_dir = s->out_dir;
+    ec.default_cwd = sc->cfg->data_dir;
+    ec.path_env = "/usr/local/bin:/usr/bin:/bin";
+    rc = exec_proc_create(&ec, &cbs, s, &s->exec);
+    if (rc < 0) {
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->lock);
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    free(s->out_dir);
+    free(s->table);
+    free(s->idem);
+    free(s);
+    return rc;
+}
+
+/* Parse our own RFC 3339 output back into epoch ms (0 when absent or malformed). */
+static int64_t parse_time(const json_t *v)
+{
+    const char *str = json_string_value(v);
+    struct tm tm;
+    const char *rest;
+    int ms = 0;
+
+    if (!str)
+        return 0;
+    memset(&tm, 0, sizeof tm);
+    rest = strptime(str, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest)
+        return 0;
+    if (*rest == '.')
+        ms = atoi(rest + 1);
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+/* Rebuild a job from its row. Return a new job, or NULL after logging why. */
+static struct job *job_from_row(const struct store_row *row)
+{
+    struct job *j = calloc(1, sizeof *j);
+    struct jobd_error err;
+    json_t *spec = NULL, *doc = NULL;
+
+    if (!j)
+        return NULL;
+    jobd_spec_init(&j->spec);
+    j->num = row->num;
+    snprintf(j->id, sizeof j->id, "%s", row->id);
+    j->heap_slot = SIZE_MAX;
+    j->exit_code = -1;
+    spec = json_loads(row->spec, 0, NULL);
+    doc = json_loads(row->doc, 0, NULL);
+    if (!spec || !doc || jobd_spec_parse(spec, &j->spec, &err) < 0) {
+        log_error("scheduler: job %s has an unreadable stored spec; it is dropped from the queue",
+                  row->id);
+        goto fail;
+    }
+    j->spec_json = strdup(row->spec);
+    j->doc = strdup(row->doc);
+    if (row->idem_key)
+        j->idem_key = strdup(row->idem_key);
+    if (!j->spec_json || !j->doc || (row->idem_key && !j->idem_key))
+        goto fail;
+    j->state = row->state;
+    j->pub_state = row->state;
+    j->pub_seq = row->seq;
+    j->visible = true;
+    j->created_ms = row->created_ms;
+    j->pid = row->pid;
+    j->pid_start = row->pid_start;
+    j->attempts = (int)json_integer_value(json_object_get(doc, "attempts"));
+    j->started_ms = parse_time(json_object_get(doc, "started_at"));
+    if (json_is_integer(json_object_get(doc, "exit_code")))
+        j->exit_code = (int)json_integer_value(json_object_get(doc, "exit_code"));
+    if (json_is_string(json_object_get(doc, "signal")))
+        jobd_signal_parse(json_string_value(json_object_get(doc, "signal")), &j->signal);
+    if (json_is_string(json_object_get(doc, "error")))
+        j->error = strdup(json_string_value(json_object_get(doc, "error")));
+    json_decref(spec);
+    json_decref(doc);
+    return j;
+fail:
+    json_decref(spec);
+    json_decref(doc);
+    job_free(j);
+    return NULL;
+}
+
+static int recover_row(void *arg, const struct store_row *row)
+{
+    struct sched *s = arg;
+    struct job *j = job_from_row(row);
+
+    if (!j)
+        return 0;
+    if (table_insert(s, j) < 0) {
+        job_free(j);
+        return -ENOMEM;
+    }
+    if (j->state == JOBD_QUEUED) {
+        s->queued++;
+        heap_push(s, j);
+        return 0;
+    }
+    /* It was running when jobd died: clean up after it. */
+    if (j->pid > 0) {
+        int n = exec_kill_leftover_group((pid_t)j->pid, j->pid_start);
+        if (n > 0)
+            log_info("scheduler: killed %d leftover process(es) of job %s", n, j->id);
+    }
+    j->pid = 0;
+    j->pid_start = 0;
+    set_error(j, "interrupted");
+    if (j->attempts <= j->spec.retries) {
+        j->state = JOBD_QUEUED;
+        s->queued++;
+        heap_push(s, j);
+    } else {
+        j->state = JOBD_FAILED;
+        j->finished_ms = jobd_now_ms();
+    }
+    return change_job(s, j, CH_UPDATE, NULL, NULL);
+}
+
+int sched_start(struct sched *s)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    rc = store_load_active(s->store, recover_row, s);
+    if (rc < 0 && rc != -ENOENT) {
+        pthread_mutex_unlock(&s->lock);
+        log_error("scheduler: cannot load jobs from the store: %s", strerror(-rc));
+        return rc;
+    }
+    if (s->queued || s->table_count)
+        log_info("scheduler: recovered %zu active jobs (%d queued)", s->table_count, s->queued);
+    s->next_retention = jobd_mono_ms() + 1000;
+    rc = pthread_create(&s->thread, NULL, sched_main, s);
+    if (rc != 0) {
+        pthread_mutex_unlock(&s->lock);
+        return -rc;
+    }
+    s->thread_started = true;
+    dispatch(s);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* Wait on s->cond until `deadline` (mono ms). Caller holds the lock. */
+static void wait_until(struct sched *s, int64_t deadline)
+{
+    int64_t wait = deadline - jobd_mono_ms();
+    struct timespec ts;
+
+    if (wait <= 0)
+        return;
+    if (wait > 200)
+        wait = 200;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += wait * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+}
+
+void sched_shutdown(struct sched *s, double grace_s)
+{
+    int64_t deadline = jobd_mono_ms() + (int64_t)(grace_s * 1000);
+
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    fire_all(s, &s->global_watches);
+    while (s->running > 0 && jobd_mono_ms() < deadline)
+        wait_until(s, deadline);
+    if (s->running > 0) {
+        log_info("scheduler: stopping %d running job(s)", s->running);
+        pthread_mutex_unlock(&s->lock);
+        exec_proc_stop_all(s->exec, 5000);
+        pthread_mutex_lock(&s->lock);
+        /* SIGKILL follows within the capped grace; give it generous slack. */
+        deadline = jobd_mono_ms() + 30000;
+        while (s->running > 0 && jobd_mono_ms() < deadline)
+            wait_until(s, deadline);
+    }
+    s->thread_stop = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (s->thread_started)
+        pthread_join(s->thread, NULL);
+    s->thread_started = false;
+    pthread_mutex_lock(&s->lock);
+    deadline = jobd_mono_ms() + 30000;
+    while (s->pending > 0 && jobd_mono_ms() < deadline)
+        wait_until(s, deadline);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void sched_destroy(struct sched *s)
+{
+    if (!s)
+        return;
+    exec_proc_destroy(s->exec);
+    for (size_t i = 0; i < s->table_size; i++) {
+        struct job *j = s->table[i];
+        while (j) {
+            struct job *next = j->hash_next;
+            job_free(j);
+            j = next;
+        }
+    }
+    free(s->table);
+    free(s->idem);
+    free(s->heap);
+    free(s->out_dir);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}

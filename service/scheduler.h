@@ -1,0 +1,140 @@
+/*
+ * scheduler.h: the one owner of job state.
+ *
+ * Every job that is queued or running lives in the scheduler's table; ended
+ * jobs live in the store only. Every change of a job (submit, start, end,
+ * retry, cancel, delete) is made here, under the scheduler lock, takes the
+ * next change number (seq), is rendered into the job document, and is handed
+ * to the store; only when the store has committed it is the change
+ * "published": readers see the new document and watchers are woken. So a
+ * 201 means the job is on disk, and nobody ever sees a state that a crash
+ * could take back.
+ */
+#ifndef JOBD_SCHEDULER_H
+#define JOBD_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "jobd/job.h"
+#include "jobd/spec.h"
+
+struct sched;
+struct store;
+struct config;
+
+struct sched_config {
+    const struct config *cfg;
+    struct store *store;
+    const char *out_dir; /* <data>/out */
+    int64_t last_num;    /* from store_open */
+    int64_t last_seq;
+};
+
+/* Create the scheduler and its executor. Return 0 or a negative errno. */
+int sched_create(const struct sched_config *sc, struct sched **out);
+
+/*
+ * Recover from the store: queued jobs are queued again, jobs that were
+ * running are killed (what is left of their process group) and failed as
+ * "interrupted", or requeued when retries remain. Then start dispatching.
+ */
+int sched_start(struct sched *s);
+
+/*
+ * Shut down: stop dispatching, let running jobs finish for up to `grace_s`,
+ * stop the rest (recorded as interrupted, or requeued when retries remain),
+ * wait until every change is committed. Queued jobs stay queued in the store.
+ */
+void sched_shutdown(struct sched *s, double grace_s);
+
+/* Free everything (after sched_shutdown and before store_close). */
+void sched_destroy(struct sched *s);
+
+/* Completion of an asynchronous request: status 0 or a negative errno. */
+typedef void (*sched_done_fn)(void *arg, int status);
+
+/*
+ * Submit a job. `spec` is stolen (freed by the scheduler even on failure).
+ * Returns:
+ *   0          accepted: *num is its number; done(arg, status) is called once,
+ *              on another thread, after the store committed it (status 0) or
+ *              failed (-ENOSPC, -EIO: the job is gone).
+ *   1          an earlier job with the same idempotency key and spec: *num is it;
+ *              done is never called.
+ *   -EAGAIN    the queue is full.          -ESHUTDOWN  shutting down.
+ *   -EEXIST    the key was used with a different spec.
+ *   -EBUSY     the key's first request is still being committed.
+ *   other negative errno: an internal error. done is never called on errors.
+ */
+int sched_submit(struct sched *s, struct jobd_spec *spec, const char *idem_key, int64_t *num,
+                 sched_done_fn done, void *arg);
+
+/*
+ * The published document of a job (a new string, the caller frees it), and
+ * whether it is in a final state. Return 0, -ENOENT, or a negative errno.
+ */
+int sched_get_doc(struct sched *s, int64_t num, char **doc, bool *final);
+
+/*
+ * Cancel. Return 0 when done(arg, status) will be called once the change is
+ * committed (a queued job becomes cancelled); 1 when the request was passed
+ * to the executor and there is nothing to wait for (a running job); -ENOENT;
+ * -EALREADY when the job has already ended.
+ */
+int sched_cancel(struct sched *s, int64_t num, sched_done_fn done, void *arg);
+
+/*
+ * Forget an ended job and its output. Return 0 when done(arg, status) will
+ * be called after the commit; -ENOENT; -EBUSY while the job is active.
+ */
+int sched_delete(struct sched *s, int64_t num, sched_done_fn done, void *arg);
+
+/*
+ * Watches: one-shot wake-ups for long polls. fn(arg) runs on some other
+ * thread with the scheduler lock held: it must only wake someone up.
+ */
+struct sched_watch {
+    void (*fn)(void *arg);
+    void *arg;
+    /* private */
+    struct sched_watch *prev, *next;
+    void *owner; /* the job, or the scheduler for a global watch; NULL when not armed */
+};
+
+void sched_watch_init(struct sched_watch *w, void (*fn)(void *), void *arg);
+
+/*
+ * Arm w to fire at the next published change of job `num` or when its output
+ * grows. Return 0 when armed, 1 when the job has already ended (not armed),
+ * -ENOENT when the job is not active (ended long ago, or unknown).
+ */
+int sched_watch_job(struct sched *s, struct sched_watch *w, int64_t num);
+
+/*
+ * Arm w to fire when a change after `since` is published. Return 0 when
+ * armed, 1 when one is already published (not armed).
+ */
+int sched_watch_seq(struct sched *s, struct sched_watch *w, int64_t since);
+
+/* Disarm (idempotent). After it returns, fn is not running and will not run. */
+void sched_unwatch(struct sched *s, struct sched_watch *w);
+
+/* The highest published change number. */
+int64_t sched_published_seq(struct sched *s);
+
+/*
+ * How much of a stream of job `num` can be read now, and whether the job has
+ * ended. Return 0, or -ENOENT when the job is not active (then it has ended:
+ * read the whole file).
+ */
+int sched_output_state(struct sched *s, int64_t num, int stream, int64_t *readable, bool *ended);
+
+/* Counters for /healthz. */
+struct sched_stats {
+    int queued;
+    int running;
+};
+void sched_stats(struct sched *s, struct sched_stats *st);
+
+#endif

@@ -1,0 +1,24 @@
+# Benchmarks (tests/bench/): programs that measure jobd against baselines taken
+# in the same run and print ratios. They are built with everything else so they
+# never rot, but only the quick smoke run is a CTest test, and it asserts that
+# the programs ran and printed numbers, never how fast anything was.
+# run.sh does the real measurement (see tests/bench/README.md).
+set(JOBD_BENCH_DIR ${CMAKE_CURRENT_SOURCE_DIR}/bench)
+
+add_executable(spawn_baseline ${JOBD_BENCH_DIR}/spawn_baseline.c)
+
+add_executable(jobd_load ${JOBD_BENCH_DIR}/jobd_load.c)
+target_link_libraries(jobd_load PRIVATE PkgConfig::CURL PkgConfig::JANSSON)
+
+add_executable(bare_mhd ${JOBD_BENCH_DIR}/bare_mhd.c)
+target_link_libraries(bare_mhd PRIVATE PkgConfig::MHD PkgConfig::JANSSON Threads::Threads)
+
+set_target_properties(spawn_baseline jobd_load bare_mhd PROPERTIES
+  RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
+
+# BENCH_QUICK=1: a few hundred jobs and 2 s of wrk per server, about 15 s in all.
+# It needs wrk; without it run.sh skips the HTTP part and says so.
+add_test(NAME bench.smoke
+  COMMAND ${CMAKE_COMMAND} -E env BENCH_QUICK=1 BENCH_NO_BUILD=1
+          BENCH_BUILD_DIR=${CMAKE_BINARY_DIR} bash ${JOBD_BENCH_DIR}/run.sh)
+set_tests_properties(bench.smoke PROPERTIES TIMEOUT 60 LABELS bench)

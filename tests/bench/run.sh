@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# run.sh: measure jobd against baselines taken in the same run, and print ratios.
+#
+#   (a) spawn_baseline: raw posix_spawn of /bin/true at concurrency C
+#   (b) jobd --max-procs C, loaded by jobd_load with the same N and C:
+#       jobs/s and the ratio jobd / raw
+#   (c) wrk on GET /v1/jobs/{id} of an ended job, against jobd and against
+#       bare_mhd (a bare libmicrohttpd server): requests/s and the ratio
+#
+# Nothing here asserts a speed: the exit status is 0 when every program ran
+# and printed its numbers, 1 otherwise. See README.md for how to read them.
+#
+# Environment:
+#   BENCH_N=20000            jobs per spawn_baseline and per jobd_load run
+#   BENCH_CONCURRENCY="2 4"  values of C (jobd --max-procs); the first one is
+#                            also the jobd that (c) measures
+#   BENCH_INFLIGHT=          jobd_load requests in flight (default 2 x C)
+#   BENCH_HTTP_THREADS=2     libmicrohttpd threads, for jobd and bare_mhd alike
+#   BENCH_WRK_SECONDS=10     duration of each wrk run
+#   BENCH_WRK_THREADS=2 BENCH_WRK_CONNECTIONS=32
+#   BENCH_REPEAT=1           run each baseline/jobd pair this many times, taking
+#                            turns, and keep the best rate of each (for a busy box)
+#   BENCH_TOKEN=             run jobd with this bearer token, and send it
+#   BENCH_QUICK=1            smoke mode: N=300, C=2, 2 s of wrk (for CI)
+#   BENCH_BUILD_DIR=         build dir (default <repo>/build-bench)
+#   BENCH_NO_BUILD=1         use the binaries already in BENCH_BUILD_DIR
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=${BENCH_BUILD_DIR:-$root/build-bench}
+quick=${BENCH_QUICK:-0}
+if [[ $quick == 1 ]]; then
+    n=${BENCH_N:-300}
+    concs=${BENCH_CONCURRENCY:-2}
+    wrk_s=${BENCH_WRK_SECONDS:-2}
+else
+    n=${BENCH_N:-20000}
+    concs=${BENCH_CONCURRENCY:-2 4}
+    wrk_s=${BENCH_WRK_SECONDS:-10}
+fi
+http_threads=${BENCH_HTTP_THREADS:-2}
+repeat=${BENCH_REPEAT:-1}
+if ! [[ $repeat =~ ^[1-9][0-9]*$ && $n =~ ^[1-9][0-9]*$ && $wrk_s =~ ^[1-9][0-9]*$ ]]; then
+    printf 'bench: BENCH_REPEAT, BENCH_N and BENCH_WRK_SECONDS must be positive integers\n' >&2
+    exit 2
+fi
+wrk_t=${BENCH_WRK_THREADS:-2}
+wrk_c=${BENCH_WRK_CONNECTIONS:-32}
+token=${BENCH_TOKEN:-}
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+# Every process this script starts in the background, and the temp dir.
+pids=()
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/jobd-bench.XXXXXX") || exit 1
+
+# Stop one of our background processes: SIGTERM, then SIGKILL after 10 s.
+stop_pid() {
+    local pid=$1 i
+    if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null
+        forget_pid "$pid"
+        return 0
+    fi
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not stop on SIGTERM, killing it"
+        kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+    forget_pid "$pid"
+    return 0
+}
+
+# Drop $1 from pids, so a stopped process's id (which may be reused) is never signalled again.
+forget_pid() {
+    local p keep=()
+    for p in "${pids[@]}"; do
+        [[ $p == "$1" ]] || keep+=("$p")
+    done
+    pids=("${keep[@]}")
+}
+
+# shellcheck disable=SC2317 # run by the EXIT trap
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        stop_pid "$pid"
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Wait up to 15 s for file $1 to hold a line matching the sed pattern $2 while
+# process $3 lives; print the first capture group.
+wait_for_line() {
+    local file=$1 pattern=$2 pid=$3 i v
+    for ((i = 0; i < 150; i++)); do
+        v=$(sed -n "s#$pattern#\\1#p" "$file" 2>/dev/null | head -n 1)
+        if [[ -n $v ]]; then
+            printf '%s\n' "$v"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# Print the value of key $1 from a `prog: k=v k=v` result line in $2.
+field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -n 1; }
+
+# ratio A B: A / B with two decimals, or n/a.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a == "" || b == "" || a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a";
+        else printf "%.2f\n", a / b }'
+}
+
+# verdict RATIO TARGET: how the ratio compares with the target.
+verdict() {
+    awk -v r="$1" -v t="$2" 'BEGIN {
+        if (r == "n/a") print "-"; else if (r + 0 >= t + 0) print "meets"; else print "below" }'
+}
+
+failed=0
+bad() {
+    log "$*"
+    failed=1
+}
+
+# ---------------------------------------------------------------- build
+jobd_built=1
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+    log "building (Release) in $build"
+    if ! cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$tmp/cmake.log" 2>&1 ||
+        ! cmake --build "$build" -j2 --target spawn_baseline jobd_load bare_mhd \
+            >>"$tmp/cmake.log" 2>&1; then
+        tail -n 40 "$tmp/cmake.log" >&2
+        log "build of the bench programs failed"
+        exit 1
+    fi
+    # The baselines are still worth measuring while jobd itself does not build.
+    if ! cmake --build "$build" -j2 --target jobd-bin >"$tmp/cmake-jobd.log" 2>&1; then
+        tail -n 20 "$tmp/cmake-jobd.log" >&2
+        jobd_built=0
+    fi
+fi
+jobd=$build/jobd
+bin=$build/bench
+for p in "$bin/spawn_baseline" "$bin/jobd_load" "$bin/bare_mhd"; do
+    if [[ ! -x $p ]]; then
+        log "missing $p (build it, or unset BENCH_NO_BUILD)"
+        exit 1
+    fi
+done
+[[ -x $jobd ]] || jobd_built=0
+[[ $jobd_built == 1 ]] || bad "jobd did not build: only the baselines are measured"
+have_wrk=1
+command -v wrk >/dev/null || have_wrk=0
+have_curl=1
+command -v curl >/dev/null || have_curl=0
+auth_args=()
+load_auth=()
+if [[ -n $token ]]; then
+    umask 077
+    printf '%s\n' "$token" >"$tmp/token"
+    auth_args=(--token-file "$tmp/token")
+    load_auth=(--token-file "$tmp/token")
+fi
+
+# Start jobd with --max-procs $1 and data dir $2; set jobd_pid and jobd_port.
+start_jobd() {
+    local c=$1 dir=$2
+    mkdir -p "$dir"
+    "$jobd" --listen 127.0.0.1:0 --data-dir "$dir/data" --max-procs "$c" \
+        --http-threads "$http_threads" "${auth_args[@]}" \
+        >"$dir/stdout" 2>"$dir/stderr" &
+    jobd_pid=$!
+    pids+=("$jobd_pid")
+    if ! jobd_port=$(wait_for_line "$dir/stdout" '^jobd: listening on http://127\.0\.0\.1:\([0-9]*\)$' \
+        "$jobd_pid"); then
+        log "jobd did not print its listening line; its stderr ends with:"
+        tail -n 20 "$dir/stderr" >&2
+        return 1
+    fi
+    if [[ $have_curl == 1 ]] &&
+        ! curl -sf --max-time 5 "http://127.0.0.1:$jobd_port/healthz" >/dev/null; then
+        log "jobd does not answer GET /healthz on port $jobd_port"
+        return 1
+    fi
+    return 0
+}
+
+# Run wrk on URL $1 (extra args after it); print requests/s, or nothing if the
+# run failed or saw errors (non-2xx answers make the number meaningless).
+run_wrk() {
+    local url=$1 out
+    shift
+    out=$(wrk -t"$wrk_t" -c"$wrk_c" -d"${wrk_s}s" "$@" "$url" 2>&1) || {
+        log "wrk failed on $url: $out"
+        return 1
+    }
+    printf '%s\n' "$out" >&2
+    if grep -q 'Non-2xx or 3xx responses' <<<"$out"; then
+        log "wrk saw error answers from $url"
+        return 1
+    fi
+    awk '/^Requests\/sec:/ { printf "%.1f\n", $2 }' <<<"$out"
+}
+
+# best A B: the larger of two rates, either of which may be n/a.
+best() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a == "n/a") print b; else if (b == "n/a" || a + 0 >= b + 0) print a; else print b }'
+}
+
+declare -A raw_rate jobd_rate jobd_fail
+read -r -a conc_list <<<"$concs"
+first_c=${conc_list[0]}
+ended_id=
+get_port=
+inflight=()
+[[ -n ${BENCH_INFLIGHT:-} ]] && inflight=(-k "$BENCH_INFLIGHT")
+
+# ------------------------------------------------- (a) and (b), for each C
+for c in "${conc_list[@]}"; do
+    raw_rate[$c]=n/a
+    jobd_rate[$c]=n/a
+    jobd_fail[$c]=0
+    jobd_pid=
+    if [[ $jobd_built == 1 ]] && ! start_jobd "$c" "$tmp/jobd-c$c"; then
+        bad "jobd did not start at C=$c"
+        stop_pid "$jobd_pid"
+        jobd_pid=
+    fi
+    for ((rep = 1; rep <= repeat; rep++)); do
+        log "(a) spawn_baseline: N=$n C=$c (run $rep/$repeat)"
+        if line=$("$bin/spawn_baseline" -n "$n" -c "$c") && [[ -n $(field jobs_per_s "$line") ]]
+        then
+            printf '%s\n' "$line"
+            raw_rate[$c]=$(best "${raw_rate[$c]}" "$(field jobs_per_s "$line")")
+        else
+            bad "spawn_baseline failed at C=$c"
+        fi
+
+        [[ -n $jobd_pid ]] || continue
+        log "(b) jobd --max-procs $c + jobd_load: N=$n C=$c (run $rep/$repeat)"
+        line=$("$bin/jobd_load" --url "http://127.0.0.1:$jobd_port" -n "$n" -c "$c" \
+            "${inflight[@]}" "${load_auth[@]}")
+        st=$?
+        if [[ -n $(field jobs_per_s "$line") ]]; then
+            printf '%s\n' "$line"
+            jobd_rate[$c]=$(best "${jobd_rate[$c]}" "$(field jobs_per_s "$line")")
+            jobd_fail[$c]=$((jobd_fail[$c] + $(field failures "$line")))
+            [[ $st == 0 ]] || bad "jobd_load saw $(field failures "$line") failed jobs at C=$c"
+            id=$(field last_id "$line")
+            [[ $id == - ]] || ended_id=${ended_id:-$id}
+        else
+            bad "jobd_load printed no result at C=$c"
+        fi
+    done
+    [[ $jobd_built == 1 ]] || jobd_fail[$c]=n/a
+    printf 'jobd/raw at C=%s: %s / %s = %s\n' "$c" "${jobd_rate[$c]}" "${raw_rate[$c]}" \
+        "$(ratio "${jobd_rate[$c]}" "${raw_rate[$c]}")"
+    if [[ -n $jobd_pid && $c == "$first_c" && -n $ended_id ]]; then
+        # Keep this jobd, with its ended jobs, for the GET measurement.
+        get_port=$jobd_port
+    elif [[ -n $jobd_pid ]]; then
+        stop_pid "$jobd_pid"
+    fi
+done
+
+# ------------------------------------------------------ (c) GET /v1/jobs/{id}
+# jobd and bare_mhd take turns, so that both see the same machine.
+get_jobd=n/a
+get_bare=n/a
+bare_port=
+wrk_auth=()
+[[ -n $token ]] && wrk_auth=(-H "Authorization: Bearer $token")
+if [[ $have_wrk == 0 ]]; then
+    bad "wrk is not installed (apt-get install wrk): GET throughput not measured"
+else
+    [[ -n $get_port ]] || bad "no jobd with an ended job to read: its GET throughput not measured"
+    "$bin/bare_mhd" --port 0 --threads "$http_threads" >"$tmp/bare.out" 2>"$tmp/bare.err" &
+    bare_pid=$!
+    pids+=("$bare_pid")
+    if ! bare_port=$(wait_for_line "$tmp/bare.out" '^listening on http://127\.0\.0\.1:\([0-9]*\)$' \
+        "$bare_pid"); then
+        bad "bare_mhd did not start: $(cat "$tmp/bare.err")"
+        bare_port=
+    fi
+    jobd_url=
+    bare_url=
+    [[ -n $get_port ]] && jobd_url="http://127.0.0.1:$get_port/v1/jobs/$ended_id"
+    [[ -n $bare_port ]] && bare_url="http://127.0.0.1:$bare_port/v1/jobs/${ended_id:-j1}"
+    if [[ $have_curl == 1 ]]; then
+        [[ -n $jobd_url ]] &&
+            log "jobd job document: $(curl -s "${wrk_auth[@]}" "$jobd_url" | wc -c) bytes"
+        [[ -n $bare_url ]] && log "bare_mhd job document: $(curl -s "$bare_url" | wc -c) bytes"
+    fi
+    for ((rep = 1; rep <= repeat; rep++)); do
+        if [[ -n $jobd_url ]]; then
+            log "(c) wrk -t$wrk_t -c$wrk_c -d${wrk_s}s GET $jobd_url (jobd, run $rep/$repeat)"
+            if rate=$(run_wrk "$jobd_url" "${wrk_auth[@]}") && [[ -n $rate ]]; then
+                get_jobd=$(best "$get_jobd" "$rate")
+            else
+                bad "no GET throughput for jobd"
+            fi
+        fi
+        if [[ -n $bare_url ]]; then
+            log "(c) wrk -t$wrk_t -c$wrk_c -d${wrk_s}s GET $bare_url (bare_mhd, run $rep/$repeat)"
+            if rate=$(run_wrk "$bare_url") && [[ -n $rate ]]; then
+                get_bare=$(best "$get_bare" "$rate")
+            else
+                bad "no GET throughput for bare_mhd"
+            fi
+        fi
+    done
+fi
+for pid in "${pids[@]}"; do
+    stop_pid "$pid"
+done
+
+# ------------------------------------------------------------------ summary
+printf '\n== jobd bench: N=%s, wrk -t%s -c%s -d%ss, %s HTTP threads, best of %s%s ==\n' "$n" \
+    "$wrk_t" "$wrk_c" "$wrk_s" "$http_threads" "$repeat" \
+    "$([[ $quick == 1 ]] && echo ', QUICK: smoke only')"
+fmt='%-30s %12s %12s %7s %8s  %s\n'
+# shellcheck disable=SC2059
+printf "$fmt" "what" "jobd" "baseline" "ratio" "target" "verdict"
+for c in "${conc_list[@]}"; do
+    r=$(ratio "${jobd_rate[$c]}" "${raw_rate[$c]}")
+    # shellcheck disable=SC2059
+    printf "$fmt" "jobs/s, C=$c (fail ${jobd_fail[$c]})" "${jobd_rate[$c]}" "${raw_rate[$c]}" \
+        "$r" ">= 0.75" "$(verdict "$r" 0.75)"
+done
+r=$(ratio "$get_jobd" "$get_bare")
+# shellcheck disable=SC2059
+printf "$fmt" "GET /v1/jobs/{id} req/s" "$get_jobd" "$get_bare" "$r" ">= 0.70" "$(verdict "$r" 0.70)"
+if [[ $quick == 1 ]]; then
+    printf '(quick mode: too short for the numbers to mean anything; run without BENCH_QUICK)\n'
+fi
+exit "$failed"
