@@ -44,6 +44,8 @@ struct job_req {
     int64_t offset;
     /* listing */
     int64_t since;
+    /* submissions waiting for an earlier one with the same Idempotency-Key */
+    int retries;
 };
 
 static struct app *app_of(struct http_req *req)
@@ -311,9 +313,20 @@ static void create_first(struct http_req *req, struct job_req *jr)
                      "Idempotency-Key: this key was used for a different job spec");
         return;
     case -EBUSY:
-        http_add_header(req, "Retry-After", "1");
-        http_problem(req, 409, "idempotency-in-progress", "Conflict", "Idempotency-Key",
-                     "Idempotency-Key: the first request with this key is still being stored");
+        /*
+         * The first request with this key is being committed right now (a
+         * matter of milliseconds): look again shortly, then answer like it.
+         */
+        if (http_shutting_down(req) || jr->retries >= 2000) {
+            http_add_header(req, "Retry-After", "1");
+            http_problem(req, 409, "idempotency-in-progress", "Conflict", "Idempotency-Key",
+                         "Idempotency-Key: the first request with this key is still being "
+                         "stored");
+            return;
+        }
+        jr->retries++;
+        http_wake_at(req, jobd_mono_ms() + 5);
+        http_suspend(req);
         return;
     default:
         internal(req, rc);

@@ -201,24 +201,31 @@ static bool token_equal(const char *given, const char *want)
     return diff == 0;
 }
 
-static void check_auth(struct http_req *req)
+/*
+ * Every /v1 path needs the token, known or not, so an anonymous client
+ * cannot even probe which paths exist. A failed check replaces any 404/405.
+ */
+static void check_auth(struct http_req *req, const char *url)
 {
     const char *want = req->srv->cfg.token;
     const char *h;
+    bool needed = req->route ? req->route->auth
+                             : strncmp(url, "/v1/", 4) == 0 || strcmp(url, "/v1") == 0;
 
-    if (!want || !req->route || !req->route->auth)
+    if (!want || !needed)
         return;
     h = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
-        req_early(req, 401, "unauthorized", "Unauthorized", NULL,
-                  "this jobd needs a bearer token: Authorization: Bearer TOKEN");
-        return;
+    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+        h += 7;
+        while (*h == ' ')
+            h++;
+        if (token_equal(h, want))
+            return;
     }
-    h += 7;
-    while (*h == ' ')
-        h++;
-    if (!token_equal(h, want))
-        req_early(req, 401, "unauthorized", "Unauthorized", NULL, "the bearer token is wrong");
+    req->early_status = 0;
+    req_early(req, 401, "unauthorized", "Unauthorized", NULL,
+              h ? "the bearer token is wrong"
+                : "this jobd needs a bearer token: Authorization: Bearer TOKEN");
 }
 
 static bool json_content_type(const char *ct)
@@ -591,7 +598,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         *con_cls = req;
         route_request(req, url);
-        check_auth(req);
+        check_auth(req, url);
         check_body_headers(req);
         if (req->body_too_large && !req->early_status) {
             /* Declared too large: answer now; MHD closes the connection after it. */
@@ -646,6 +653,39 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Percent-decoding of paths and query values, in place. "%00" is left as it
+ * is: a NUL would cut a C string short and make "j1%00x" read as "j1".
+ */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *w = s;
+
+    for (const char *r = s; *r;) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 &&
+            (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -683,7 +723,7 @@ int http_start(const struct http_config *cfg, struct http_server **out)
     }
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &ss,
+        mhd_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->connection_timeout, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,

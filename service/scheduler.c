@@ -1016,7 +1016,8 @@ int sched_output_state(struct sched *s, int64_t num, int stream, int64_t *readab
     pthread_mutex_lock(&s->lock);
     j = find(s, num);
     if (j && j->visible) {
-        *readable = j->out_readable[stream];
+        /* Output shows once the attempt's start is published, never before. */
+        *readable = j->pub_state == JOBD_QUEUED ? 0 : j->out_readable[stream];
         *ended = jobd_state_is_final(j->pub_state);
         rc = 0;
     }

@@ -108,7 +108,7 @@ struct store_query {
     int64_t before_num;      /* page cursor: only jobs with num < before_num (0: none) */
     int64_t since_seq;       /* when >= 0 and `by_seq`: only seq > since_seq, in seq order */
     bool by_seq;             /* order by seq ascending instead of num descending */
-    int limit;               /* 1..1000 */
+    int limit;               /* 1..1001 (a page of 1000, plus one row to see a next page) */
 };
 
 /*

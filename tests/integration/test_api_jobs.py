@@ -400,7 +400,7 @@ class JobsApiTest(JobdTestCase):
             state_then = j.job(job["id"])["state"]
             self.assertEqual(first, b"a\n", "the first chunk is the first line only")
             self.assertLess(t_first, 1.7, "the first line came only at the end")
-            self.assertEqual(state_then, "running", "the first chunk came while the job ran")
+            self.assertNotIn(state_then, FINAL_STATES, "the first chunk came while the job ran")
             rest = b""
             while time.monotonic() - t0 < 12:
                 chunk = resp.read1(65536)
@@ -575,6 +575,7 @@ class JobsApiTest(JobdTestCase):
                 fd: os.readlink("/proc/%d/fd/%d" % (pid, fd)) for fd in fds if fd > 2})
             st = jobdtest.proc_stat(pid)
             self.assertEqual(st["pgid"], pid, "the job leads its own process group")
+            self.assertIn(pid, [p for p, _ in jobdtest.children_of(j.pid)], "the job is a child of jobd")
             self.assertNotEqual(st["pgid"], jobdtest.proc_stat(j.pid)["pgid"])
         finally:
             j.request("POST", "/v1/jobs/%s/cancel" % job["id"])
@@ -604,6 +605,76 @@ class JobsApiTest(JobdTestCase):
         self.assertEqual((c["state"], c["exit_code"], c["attempts"]), ("succeeded", 0, 2), c)
         self.assertEqual(j.output(c["id"]), b"second\n")
         self.assertEqual((d["state"], d["attempts"]), ("failed", 2), d)
+
+    def test_cancel_during_retry_backoff(self):
+        j = self.j
+        job = j.submit({"command": ["false"], "retries": 5, "retry_delay": 30})
+        end = time.monotonic() + 10
+        cur = j.job(job["id"])
+        while cur["attempts"] < 1 or cur["state"] == "running":
+            self.assertLess(time.monotonic(), end, "first attempt did not end: %s" % cur)
+            time.sleep(0.05)
+            cur = j.job(job["id"])
+        self.assertEqual(cur["state"], "queued", "waiting for its retry: %s" % cur)
+        t0 = time.monotonic()
+        r = j.request("POST", "/v1/jobs/%s/cancel" % job["id"])
+        self.assertEqual(r.status, 202, r)
+        done = j.wait_job(job["id"], 10)
+        self.assertEqual(done["state"], "cancelled", done)
+        self.assertLess(time.monotonic() - t0, 3)
+        self.assertEqual(done["attempts"], 1)
+
+    def test_max_procs_bounds_running_jobs(self):
+        j = self.start_jobd("--max-procs", "2")
+        ids = [j.submit({"shell": "sleep 0.4"})["id"] for _ in range(6)]
+        jobs = [j.wait_job(i, 20) for i in ids]
+        spans = [(parse_time(x["started_at"]), parse_time(x["finished_at"])) for x in jobs]
+        self.assertEqual({x["state"] for x in jobs}, {"succeeded"})
+        for t, _ in spans:
+            overlap = sum(1 for a, b in spans if a <= t < b)
+            self.assertLessEqual(overlap, 2, "more than --max-procs jobs ran at once: %s" % spans)
+        self.assertGreaterEqual(max(b for _, b in spans) - min(a for a, _ in spans), 1.1)
+
+    def test_follow_big_output(self):
+        """follow delivers every byte of a job that writes in bursts, in order."""
+        j = self.j
+        shell = "for i in 1 2 3 4; do yes line-$i-0123456 | head -c 500000; sleep 0.2; done"
+        job = j.submit({"shell": shell})
+        conn, resp = j.stream("GET", "/v1/jobs/%s/stdout?follow=true" % job["id"], timeout=30)
+        try:
+            self.assertEqual(resp.status, 200)
+            got = resp.read()
+        finally:
+            conn.close()
+        expect = b"".join((b"line-%d-0123456\n" % i * 40000)[:500000] for i in (1, 2, 3, 4))
+        self.assertEqual(len(got), len(expect))
+        self.assertTrue(got == expect, "follow delivered different bytes")
+        self.assertEqual(j.wait_job(job["id"], 10)["stdout_bytes"], 2000000)
+
+    def test_blocking_query_with_label_filter(self):
+        """What a coordinator polls: since+wait restricted to its own jobs."""
+        j = self.start_jobd()
+        s0 = j.list()["seq"]
+        holder = {}
+
+        def later():
+            time.sleep(0.3)
+            j.submit({"command": ["true"], "labels": {"node": "other"}}, wait=10)
+            time.sleep(0.3)
+            holder["mine"] = j.submit({"command": ["true"], "labels": {"node": "me"}})
+
+        th = threading.Thread(target=later)
+        th.start()
+        try:
+            t0 = time.monotonic()
+            ans = j.list(since=s0, wait=20, label="node=me")
+            dt = time.monotonic() - t0
+        finally:
+            th.join(30)
+        self.assertGreaterEqual(dt, 0.5, "woken by a change to a job that does not match")
+        self.assertTrue(ans["jobs"])
+        self.assertEqual({x["labels"]["node"] for x in ans["jobs"]}, {"me"})
+        self.assertIn(holder["mine"]["id"], [x["id"] for x in ans["jobs"]])
 
     def test_retry_delay_is_respected(self):
         t0 = time.monotonic()

@@ -129,6 +129,66 @@ class ConcurrencyTest(JobdTestCase):
         self.assertLess(last, 10, "the waits were not woken by the end of the jobs")
         self.assertTrue(all(a >= released["t"] - 0.05 for a in answered))
 
+    def test_same_idempotency_key_at_once(self):
+        """20 clients race with one key: one job, one 201, nineteen 200s."""
+        j = self.start_jobd()
+        spec = {"command": ["echo", "one"], "name": "idem-race"}
+
+        def post(i):
+            return j.request("POST", "/v1/jobs", spec, headers={"Idempotency-Key": "race-key"}, timeout=30)
+
+        res = run_threads(20, post, 60)
+        self.assertEqual([e for _, e in res if e is not None], [])
+        # First what matters most: one job, and every success names it.
+        self.assertEqual(len(j.list(name="idem-race")["jobs"]), 1)
+        self.assertEqual(len({r.json["id"] for r, _ in res if r.status in (200, 201)}), 1)
+        # Then the contract (API_NOTES): same key + same spec -> 200 with the first job,
+        # also while the first request is still being stored.
+        statuses = sorted(r.status for r, _ in res)
+        self.assertEqual(statuses, [200] * 19 + [201], [r for r, _ in res if r.status not in (200, 201)][:1])
+
+    def test_waiters_that_hang_up(self):
+        """Clients that disconnect while waiting leave jobd healthy (no SIGPIPE, no stuck
+        answers) when the job ends and their answers go nowhere."""
+        import socket
+        j = self.start_jobd()
+        gate = os.path.join(j.tmp, "gate")
+        job = j.submit({"shell": "while [ ! -e %s ]; do sleep 0.05; done" % gate, "timeout": 60})
+        socks = []
+        try:
+            for _ in range(150):
+                s = socket.create_connection(("127.0.0.1", j.port), timeout=5)
+                s.sendall(b"GET /v1/jobs/%s?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % job["id"].encode())
+                socks.append(s)
+            time.sleep(0.5)
+            for s in socks:
+                s.close()
+            socks = []
+            t0 = time.monotonic()
+            self.assertEqual(j.request("GET", "/healthz", timeout=10).status, 200)
+            self.assertLess(time.monotonic() - t0, 3)
+            holder = {}
+
+            def waiters():
+                holder["res"] = run_threads(
+                    20, lambda i: j.request("GET", "/v1/jobs/%s?wait=30" % job["id"], timeout=40), 45)
+
+            t = threading.Thread(target=waiters, daemon=True)
+            t.start()
+            time.sleep(0.5)
+        finally:
+            for s in socks:
+                s.close()
+            open(gate, "w").close()
+        t.join(50)
+        self.assertFalse(t.is_alive())
+        res = holder["res"]
+        self.assertEqual([e for _, e in res if e is not None], [])
+        self.assertEqual([r.json["state"] for r, _ in res], ["succeeded"] * 20)
+        time.sleep(0.2)
+        self.assertTrue(j.running(), "jobd died answering clients that had gone: " + j.log()[-500:])
+        self.assertEqual(j.request("GET", "/healthz").status, 200)
+
     def test_burst_of_300_jobs_leaves_no_zombies(self):
         j = self.start_jobd()
         name = "burst300"

@@ -211,6 +211,27 @@ class HttpErrorsTest(JobdTestCase):
         r = self.j.request("GET", "/v1/jobs?label=" + urllib.parse.quote("novalue"))
         self.assertProblem(r, 400, field="label")
 
+    def test_keep_alive(self):
+        """Answers keep the connection open (GETs included), errors too."""
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.j.port, timeout=10)
+        try:
+            socks = set()
+            for method, path, body in (("GET", "/healthz", None), ("GET", "/v1/jobs?limit=1", None),
+                                       ("GET", "/v1/jobs/" + self.job["id"], None),
+                                       ("POST", "/v1/jobs", json.dumps({"command": ["true"]})),
+                                       ("GET", "/v1/jobs/jzzzzzzz", None), ("GET", "/healthz", None)):
+                hdrs = {"Content-Type": "application/json"} if body else {}
+                conn.request(method, path, body=body, headers=hdrs)
+                r = conn.getresponse()
+                r.read()
+                socks.add(id(conn.sock))
+                self.assertFalse(r.will_close, "%s %s closed the connection (%s)" % (
+                    method, path, r.getheader("Connection")))
+            self.assertEqual(len(socks), 1)
+        finally:
+            conn.close()
+
     def test_every_error_is_problem_json(self):
         """One of each status class, all RFC 9457 documents with a type URI."""
         rs = [
