@@ -413,7 +413,7 @@ static void test_query_order_limit_paging(void **state) {
     /* Bad arguments. */
     q.limit = 0;
     assert_int_equal(store_query(st, &q, collect, NULL), -EINVAL);
-    q.limit = 1001;
+    q.limit = 1002;
     assert_int_equal(store_query(st, &q, collect, NULL), -EINVAL);
     store_close(st);
 }
