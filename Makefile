@@ -8,7 +8,7 @@ DEB_PKGS := build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev \
             libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 procps
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test test-asan test-tsan bench clean
+.PHONY: all deps build run test test-asan test-tsan bench format format-check clean
 
 all: build
 
@@ -45,6 +45,17 @@ test-tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DJOBD_TSAN=ON
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L unit
+
+# Formatting: the repository's .clang-format, checked in CI.
+C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+format-check:
+	@command -v clang-format >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang-format; }
+	clang-format --dry-run --Werror $(C_SOURCES)
+
+format:
+	clang-format -i $(C_SOURCES)
 
 bench: build
 	tests/bench/run.sh

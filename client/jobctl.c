@@ -7,16 +7,14 @@
 #include <stdio.h>
 #include <string.h>
 
-static void usage(FILE *out)
-{
+static void usage(FILE *out) {
     fputs("usage: jobctl [--version] [--help]\n"
           "\n"
           "The job commands (run, submit, status, logs, ...) are not built yet.\n",
           out);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
         printf("jobctl %s\n", JOBD_VERSION);
         return 0;

@@ -34,10 +34,10 @@ struct job_req {
     struct sched_watch watch;
     enum phase phase;
     int64_t num;
-    int status;      /* result of an asynchronous scheduler call */
-    bool done;       /* that call has completed */
-    bool created;    /* 201 rather than 200 */
-    double wait;     /* seconds */
+    int status;   /* result of an asynchronous scheduler call */
+    bool done;    /* that call has completed */
+    bool created; /* 201 rather than 200 */
+    double wait;  /* seconds */
     int64_t deadline;
     /* stdout/stderr */
     int stream;
@@ -48,26 +48,22 @@ struct job_req {
     int retries;
 };
 
-static struct app *app_of(struct http_req *req)
-{
+static struct app *app_of(struct http_req *req) {
     return http_app(req);
 }
 
-static void job_req_free(void *arg)
-{
+static void job_req_free(void *arg) {
     struct job_req *jr = arg;
 
     sched_unwatch(jr->s, &jr->watch);
     free(jr);
 }
 
-static void wake_req(void *arg)
-{
+static void wake_req(void *arg) {
     http_wake(arg);
 }
 
-static struct job_req *job_req_get(struct http_req *req)
-{
+static struct job_req *job_req_get(struct http_req *req) {
     struct job_req *jr = http_state(req);
 
     if (jr)
@@ -83,8 +79,7 @@ static struct job_req *job_req_get(struct http_req *req)
 }
 
 /* Completion of sched_submit / sched_cancel / sched_delete. Runs under the scheduler lock. */
-static void on_sched_done(void *arg, int status)
-{
+static void on_sched_done(void *arg, int status) {
     struct job_req *jr = arg;
 
     jr->status = status;
@@ -95,8 +90,7 @@ static void on_sched_done(void *arg, int status)
 /* ---- parameters ---- */
 
 /* Parse a number of seconds in [0, max]. Return 0, or -1 after answering 400. */
-static int param_seconds(struct http_req *req, const char *key, double max, double *out)
-{
+static int param_seconds(struct http_req *req, const char *key, double max, double *out) {
     const char *v = http_query(req, key);
     char *end;
     double d;
@@ -117,8 +111,7 @@ static int param_seconds(struct http_req *req, const char *key, double max, doub
 
 /* Parse an integer in [lo, hi]; absent gives `dflt`. Return 0, or -1 after answering 400. */
 static int param_int(struct http_req *req, const char *key, int64_t lo, int64_t hi, int64_t dflt,
-                     int64_t *out)
-{
+                     int64_t *out) {
     const char *v = http_query(req, key);
     char *end;
     long long n;
@@ -130,16 +123,14 @@ static int param_int(struct http_req *req, const char *key, int64_t lo, int64_t 
     n = strtoll(v, &end, 10);
     if (errno || end == v || *end || n < lo || n > hi) {
         http_problem(req, 400, "invalid-parameter", "Invalid parameter", key,
-                     "%s: must be an integer from %lld to %lld", key, (long long)lo,
-                     (long long)hi);
+                     "%s: must be an integer from %lld to %lld", key, (long long)lo, (long long)hi);
         return -1;
     }
     *out = n;
     return 0;
 }
 
-static int param_bool(struct http_req *req, const char *key, bool *out)
-{
+static int param_bool(struct http_req *req, const char *key, bool *out) {
     const char *v = http_query(req, key);
 
     *out = false;
@@ -156,21 +147,18 @@ static int param_bool(struct http_req *req, const char *key, bool *out)
     return -1;
 }
 
-static void not_found(struct http_req *req, const char *id)
-{
+static void not_found(struct http_req *req, const char *id) {
     http_problem(req, 404, "not-found", "Not found", NULL, "no job %s", id);
 }
 
-static void internal(struct http_req *req, int rc)
-{
+static void internal(struct http_req *req, int rc) {
     http_problem(req, rc == -ENOMEM ? 503 : 500, "internal", "Internal error", NULL, "%s",
                  strerror(-rc));
 }
 
 /* ---- answering with a job ---- */
 
-static void respond_doc(struct http_req *req, unsigned status, char *doc)
-{
+static void respond_doc(struct http_req *req, unsigned status, char *doc) {
     http_respond_buf(req, status, "application/json", doc, strlen(doc));
 }
 
@@ -178,8 +166,7 @@ static void respond_doc(struct http_req *req, unsigned status, char *doc)
  * Answer with job jr->num once it has ended, or when the deadline passes, or
  * at once when there is no wait. Suspends the request otherwise.
  */
-static void answer_job(struct http_req *req, struct job_req *jr, unsigned status)
-{
+static void answer_job(struct http_req *req, struct job_req *jr, unsigned status) {
     char *doc = NULL;
     bool final = false;
     int armed = 1;
@@ -221,8 +208,7 @@ static void answer_job(struct http_req *req, struct job_req *jr, unsigned status
 
 /* ---- POST /v1/jobs ---- */
 
-static bool idem_key_ok(const char *k)
-{
+static bool idem_key_ok(const char *k) {
     size_t n = strlen(k);
 
     if (n == 0 || n > MAX_IDEM_KEY)
@@ -233,8 +219,7 @@ static bool idem_key_ok(const char *k)
     return true;
 }
 
-static void create_first(struct http_req *req, struct job_req *jr)
-{
+static void create_first(struct http_req *req, struct job_req *jr) {
     struct jobd_spec spec;
     struct jobd_error err;
     json_error_t jerr;
@@ -258,8 +243,8 @@ static void create_first(struct http_req *req, struct job_req *jr)
     }
     in = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!in) {
-        http_problem(req, 400, "invalid-json", "Malformed JSON", NULL,
-                     "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+        http_problem(req, 400, "invalid-json", "Malformed JSON", NULL, "line %d, column %d: %s",
+                     jerr.line, jerr.column, jerr.text);
         return;
     }
     rc = jobd_spec_parse(in, &spec, &err);
@@ -333,8 +318,7 @@ static void create_first(struct http_req *req, struct job_req *jr)
     }
 }
 
-void api_jobs_create(struct http_req *req)
-{
+void api_jobs_create(struct http_req *req) {
     struct job_req *jr = job_req_get(req);
 
     if (!jr) {
@@ -367,8 +351,7 @@ void api_jobs_create(struct http_req *req)
 /* ---- GET /v1/jobs/{id} ---- */
 
 /* The job number of the path's id, or -1 after answering 404. */
-static int64_t path_num(struct http_req *req)
-{
+static int64_t path_num(struct http_req *req) {
     int64_t num = jobd_parse_id(http_param(req, 0));
 
     if (num <= 0)
@@ -376,8 +359,7 @@ static int64_t path_num(struct http_req *req)
     return num;
 }
 
-void api_jobs_get(struct http_req *req)
-{
+void api_jobs_get(struct http_req *req) {
     struct job_req *jr = job_req_get(req);
 
     if (!jr) {
@@ -397,8 +379,7 @@ void api_jobs_get(struct http_req *req)
 
 /* ---- POST /v1/jobs/{id}/cancel ---- */
 
-void api_jobs_cancel(struct http_req *req)
-{
+void api_jobs_cancel(struct http_req *req) {
     struct job_req *jr = job_req_get(req);
     int rc;
 
@@ -421,8 +402,8 @@ void api_jobs_cancel(struct http_req *req)
             return;
         }
         if (rc == -EALREADY) {
-            http_problem(req, 409, "already-ended", "Conflict", NULL,
-                         "job %s has already ended", http_param(req, 0));
+            http_problem(req, 409, "already-ended", "Conflict", NULL, "job %s has already ended",
+                         http_param(req, 0));
             return;
         }
         if (rc < 0) {
@@ -438,8 +419,7 @@ void api_jobs_cancel(struct http_req *req)
 
 /* ---- DELETE /v1/jobs/{id} ---- */
 
-void api_jobs_delete(struct http_req *req)
-{
+void api_jobs_delete(struct http_req *req) {
     struct job_req *jr = job_req_get(req);
     int rc;
 
@@ -456,8 +436,7 @@ void api_jobs_delete(struct http_req *req)
             not_found(req, http_param(req, 0));
         } else if (rc == -EBUSY) {
             http_problem(req, 409, "still-active", "Conflict", NULL,
-                         "job %s is still queued or running; cancel it first",
-                         http_param(req, 0));
+                         "job %s is still queued or running; cancel it first", http_param(req, 0));
         } else if (rc < 0) {
             internal(req, rc);
         } else {
@@ -479,8 +458,7 @@ void api_jobs_delete(struct http_req *req)
 
 /* ---- GET /v1/jobs/{id}/stdout, /stderr ---- */
 
-static ssize_t follow_read(struct http_req *req, void *arg, uint64_t pos, char *buf, size_t max)
-{
+static ssize_t follow_read(struct http_req *req, void *arg, uint64_t pos, char *buf, size_t max) {
     struct job_req *jr = arg;
     struct app *app = app_of(req);
     char id[JOBD_MAX_ID_BYTES];
@@ -511,8 +489,7 @@ static ssize_t follow_read(struct http_req *req, void *arg, uint64_t pos, char *
     return 0;
 }
 
-static void output_handler(struct http_req *req, int stream)
-{
+static void output_handler(struct http_req *req, int stream) {
     struct job_req *jr = job_req_get(req);
     struct app *app;
     char *doc = NULL;
@@ -563,17 +540,14 @@ static void output_handler(struct http_req *req, int stream)
         return;
     }
     size = readable - jr->offset;
-    http_respond_fd(req, 200, "application/octet-stream", fd, (uint64_t)jr->offset,
-                    (uint64_t)size);
+    http_respond_fd(req, 200, "application/octet-stream", fd, (uint64_t)jr->offset, (uint64_t)size);
 }
 
-void api_jobs_stdout(struct http_req *req)
-{
+void api_jobs_stdout(struct http_req *req) {
     output_handler(req, OUTPUT_STDOUT);
 }
 
-void api_jobs_stderr(struct http_req *req)
-{
+void api_jobs_stderr(struct http_req *req) {
     output_handler(req, OUTPUT_STDERR);
 }
 
@@ -586,8 +560,7 @@ struct strbuf {
     bool oom;
 };
 
-static void sb_add(struct strbuf *sb, const char *s, size_t n)
-{
+static void sb_add(struct strbuf *sb, const char *s, size_t n) {
     if (sb->oom)
         return;
     if (sb->len + n + 1 > sb->cap) {
@@ -607,8 +580,7 @@ static void sb_add(struct strbuf *sb, const char *s, size_t n)
     sb->buf[sb->len] = '\0';
 }
 
-static void sb_str(struct strbuf *sb, const char *s)
-{
+static void sb_str(struct strbuf *sb, const char *s) {
     sb_add(sb, s, strlen(s));
 }
 
@@ -620,8 +592,7 @@ struct list_walk {
     bool more;
 };
 
-static int list_row(void *arg, const struct store_row *row)
-{
+static int list_row(void *arg, const struct store_row *row) {
     struct list_walk *w = arg;
 
     if (w->count == w->limit) {
@@ -638,8 +609,7 @@ static int list_row(void *arg, const struct store_row *row)
 
 /* Parse the listing filters into q. Return 0, or -1 after answering 400. */
 static int list_filters(struct http_req *req, struct store_query *q, enum jobd_state *states,
-                        char *label_key, size_t klen)
-{
+                        char *label_key, size_t klen) {
     const char *v;
     int64_t limit;
 
@@ -652,8 +622,7 @@ static int list_filters(struct http_req *req, struct store_query *q, enum jobd_s
         char *save = NULL;
         snprintf(buf, sizeof buf, "%s", v);
         for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            if (q->n_states == JOBD_STATE_COUNT ||
-                jobd_state_parse(t, &states[q->n_states]) < 0) {
+            if (q->n_states == JOBD_STATE_COUNT || jobd_state_parse(t, &states[q->n_states]) < 0) {
                 http_problem(req, 400, "invalid-parameter", "Invalid parameter", "state",
                              "state: must be a comma-separated list of queued, running, "
                              "succeeded, failed, cancelled, timed_out");
@@ -695,8 +664,7 @@ static int list_filters(struct http_req *req, struct store_query *q, enum jobd_s
     return 0;
 }
 
-static void list_answer(struct http_req *req, struct job_req *jr, const struct store_query *q)
-{
+static void list_answer(struct http_req *req, struct job_req *jr, const struct store_query *q) {
     struct strbuf sb = {0};
     struct list_walk w = {.sb = &sb, .limit = q->limit};
     int64_t pub = sched_published_seq(jr->s);
@@ -749,8 +717,7 @@ static void list_answer(struct http_req *req, struct job_req *jr, const struct s
     http_respond_buf(req, 200, "application/json", sb.buf, sb.len);
 }
 
-void api_jobs_list(struct http_req *req)
-{
+void api_jobs_list(struct http_req *req) {
     struct job_req *jr = job_req_get(req);
     struct store_query q;
     enum jobd_state states[JOBD_STATE_COUNT];

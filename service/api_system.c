@@ -4,8 +4,7 @@
 #include "app.h"
 #include "scheduler.h"
 
-void api_healthz(struct http_req *req)
-{
+void api_healthz(struct http_req *req) {
     struct app *app = http_app(req);
     struct sched_stats st;
 

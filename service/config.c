@@ -76,8 +76,7 @@ static const struct option long_opts[] = {
 
 /* Parse an integer in [lo, hi]. Return 0 or -1 after a message naming the flag. */
 static int parse_int(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out,
-                     FILE *err)
-{
+                     FILE *err) {
     char *end;
     long long v;
 
@@ -93,16 +92,15 @@ static int parse_int(const char *flag, const char *s, int64_t lo, int64_t hi, in
 }
 
 static int parse_seconds(const char *flag, const char *s, double lo, double hi, double *out,
-                         FILE *err)
-{
+                         FILE *err) {
     char *end;
     double v;
 
     errno = 0;
     v = strtod(s, &end);
     if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(err, "jobd: --%s: must be a number of seconds from %g to %g, not '%s'\n", flag,
-                lo, hi, s);
+        fprintf(err, "jobd: --%s: must be a number of seconds from %g to %g, not '%s'\n", flag, lo,
+                hi, s);
         return -1;
     }
     *out = v;
@@ -110,8 +108,7 @@ static int parse_seconds(const char *flag, const char *s, double lo, double hi, 
 }
 
 /* Split "HOST:PORT", "[v6]:PORT" or a bare "HOST" into the config. */
-static int parse_listen(struct config *cfg, const char *s, FILE *err)
-{
+static int parse_listen(struct config *cfg, const char *s, FILE *err) {
     const char *host = s;
     size_t hlen;
     const char *port = NULL;
@@ -161,8 +158,7 @@ bad:
 }
 
 /* Read a token file: its first line, without trailing whitespace. */
-static char *read_token_file(const char *path, FILE *err)
-{
+static char *read_token_file(const char *path, FILE *err) {
     FILE *f = fopen(path, "re");
     char buf[4096];
     size_t n;
@@ -185,8 +181,7 @@ static char *read_token_file(const char *path, FILE *err)
     return strdup(buf);
 }
 
-int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
-{
+int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err) {
     const char *data_dir = "./jobd-data";
     const char *token_file = NULL;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -326,13 +321,11 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
     return 0;
 }
 
-bool config_is_loopback(const struct config *cfg)
-{
+bool config_is_loopback(const struct config *cfg) {
     return strncmp(cfg->listen_host, "127.", 4) == 0 || strcmp(cfg->listen_host, "::1") == 0;
 }
 
-void config_free(struct config *cfg)
-{
+void config_free(struct config *cfg) {
     if (cfg->token) {
         explicit_bzero(cfg->token, strlen(cfg->token));
         free(cfg->token);

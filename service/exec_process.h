@@ -61,9 +61,9 @@ struct exec_callbacks {
 };
 
 struct exec_config {
-    const char *out_dir;  /* where output files go */
+    const char *out_dir;     /* where output files go */
     const char *default_cwd; /* cwd when the spec has none */
-    const char *path_env; /* PATH given to jobs */
+    const char *path_env;    /* PATH given to jobs */
 };
 
 /* Create the executor and start its thread. Return 0 or a negative errno. */

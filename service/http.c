@@ -97,8 +97,7 @@ struct http_req {
 /* ---- small helpers ---- */
 
 static void req_early(struct http_req *req, unsigned status, const char *slug, const char *title,
-                      const char *field, const char *detail)
-{
+                      const char *field, const char *detail) {
     if (req->early_status)
         return;
     req->early_status = status;
@@ -108,8 +107,7 @@ static void req_early(struct http_req *req, unsigned status, const char *slug, c
     snprintf(req->early_detail, sizeof req->early_detail, "%s", detail);
 }
 
-static int split_path(char *path, char **segs, int max)
-{
+static int split_path(char *path, char **segs, int max) {
     int n = 0;
     char *save = NULL;
 
@@ -127,8 +125,7 @@ static int split_path(char *path, char **segs, int max)
 }
 
 /* Does `pattern` match the segments? Fill params when it does. */
-static bool route_match(const char *pattern, char **segs, int n, struct http_req *req, bool fill)
-{
+static bool route_match(const char *pattern, char **segs, int n, struct http_req *req, bool fill) {
     char buf[128];
     char *psegs[MAX_SEGS];
     int pn, np = 0;
@@ -151,8 +148,7 @@ static bool route_match(const char *pattern, char **segs, int n, struct http_req
     return true;
 }
 
-static void route_request(struct http_req *req, const char *url)
-{
+static void route_request(struct http_req *req, const char *url) {
     const struct http_config *cfg = &req->srv->cfg;
     char *path = strdup(url);
     char *segs[MAX_SEGS];
@@ -191,8 +187,7 @@ static void route_request(struct http_req *req, const char *url)
 }
 
 /* Compare in time that depends on the lengths only, never on where they differ. */
-static bool token_equal(const char *given, const char *want)
-{
+static bool token_equal(const char *given, const char *want) {
     size_t gl = strlen(given), wl = strlen(want);
     unsigned char diff = (unsigned char)(gl != wl);
 
@@ -205,12 +200,11 @@ static bool token_equal(const char *given, const char *want)
  * Every /v1 path needs the token, known or not, so an anonymous client
  * cannot even probe which paths exist. A failed check replaces any 404/405.
  */
-static void check_auth(struct http_req *req, const char *url)
-{
+static void check_auth(struct http_req *req, const char *url) {
     const char *want = req->srv->cfg.token;
     const char *h;
-    bool needed = req->route ? req->route->auth
-                             : strncmp(url, "/v1/", 4) == 0 || strcmp(url, "/v1") == 0;
+    bool needed =
+        req->route ? req->route->auth : strncmp(url, "/v1/", 4) == 0 || strcmp(url, "/v1") == 0;
 
     if (!want || !needed)
         return;
@@ -228,8 +222,7 @@ static void check_auth(struct http_req *req, const char *url)
                 : "this jobd needs a bearer token: Authorization: Bearer TOKEN");
 }
 
-static bool json_content_type(const char *ct)
-{
+static bool json_content_type(const char *ct) {
     size_t n;
 
     if (!ct || !*ct)
@@ -241,8 +234,7 @@ static bool json_content_type(const char *ct)
     return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
 }
 
-static void check_body_headers(struct http_req *req)
-{
+static void check_body_headers(struct http_req *req) {
     const char *ct, *cl;
 
     if (!req->route || !req->route->body)
@@ -263,11 +255,9 @@ static void check_body_headers(struct http_req *req)
 /* ---- responses ---- */
 
 static void queue(struct http_req *req, unsigned status, struct MHD_Response *resp,
-                  const char *content_type)
-{
+                  const char *content_type) {
     if (!resp) {
-        log_error("http: cannot create a response for request %llu",
-                  (unsigned long long)req->id);
+        log_error("http: cannot create a response for request %llu", (unsigned long long)req->id);
         req->responded = true;
         return;
     }
@@ -283,23 +273,21 @@ static void queue(struct http_req *req, unsigned status, struct MHD_Response *re
 }
 
 void http_respond_buf(struct http_req *req, unsigned status, const char *content_type, char *body,
-                      size_t len)
-{
+                      size_t len) {
     struct MHD_Response *resp;
 
     if (req->responded) {
         free(body);
         return;
     }
-    resp = MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
-                                                                            : MHD_RESPMEM_PERSISTENT);
+    resp = MHD_create_response_from_buffer(len, body ? body : (char *)"",
+                                           body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp)
         free(body);
     queue(req, status, resp, content_type);
 }
 
-void http_respond_json(struct http_req *req, unsigned status, json_t *body)
-{
+void http_respond_json(struct http_req *req, unsigned status, json_t *body) {
     char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
     json_decref(body);
@@ -310,14 +298,12 @@ void http_respond_json(struct http_req *req, unsigned status, json_t *body)
     http_respond_buf(req, status, "application/json", s, strlen(s));
 }
 
-void http_respond_empty(struct http_req *req, unsigned status)
-{
+void http_respond_empty(struct http_req *req, unsigned status) {
     http_respond_buf(req, status, NULL, NULL, 0);
 }
 
 void http_respond_fd(struct http_req *req, unsigned status, const char *content_type, int fd,
-                     uint64_t offset, uint64_t size)
-{
+                     uint64_t offset, uint64_t size) {
     struct MHD_Response *resp;
 
     if (req->responded) {
@@ -334,8 +320,7 @@ static void problem_v(struct http_req *req, unsigned status, const char *slug, c
                       const char *field, const char *fmt, va_list ap)
     __attribute__((format(printf, 6, 0)));
 static void problem_v(struct http_req *req, unsigned status, const char *slug, const char *title,
-                      const char *field, const char *fmt, va_list ap)
-{
+                      const char *field, const char *fmt, va_list ap) {
     char detail[1024];
     char type[96];
     json_t *o;
@@ -360,8 +345,7 @@ static void problem_v(struct http_req *req, unsigned status, const char *slug, c
 }
 
 void http_problem(struct http_req *req, unsigned status, const char *slug, const char *title,
-                  const char *field, const char *fmt, ...)
-{
+                  const char *field, const char *fmt, ...) {
     va_list ap;
 
     va_start(ap, fmt);
@@ -369,8 +353,7 @@ void http_problem(struct http_req *req, unsigned status, const char *slug, const
     va_end(ap);
 }
 
-static void answer_early(struct http_req *req)
-{
+static void answer_early(struct http_req *req) {
     if (req->early_status == 405)
         http_add_header(req, "Allow", req->allow);
     if (req->early_status == 401)
@@ -381,8 +364,7 @@ static void answer_early(struct http_req *req)
                  req->early_detail);
 }
 
-void http_add_header(struct http_req *req, const char *name, const char *value)
-{
+void http_add_header(struct http_req *req, const char *name, const char *value) {
     if (req->n_hdrs == MAX_HEADERS)
         return;
     req->hdrs[req->n_hdrs].name = strdup(name);
@@ -397,13 +379,11 @@ void http_add_header(struct http_req *req, const char *name, const char *value)
 
 /* ---- suspension ---- */
 
-void http_suspend(struct http_req *req)
-{
+void http_suspend(struct http_req *req) {
     req->want_suspend = true;
 }
 
-void http_wake(struct http_req *req)
-{
+void http_wake(struct http_req *req) {
     pthread_mutex_lock(&req->lock);
     if (req->suspended) {
         req->suspended = false;
@@ -414,20 +394,17 @@ void http_wake(struct http_req *req)
     pthread_mutex_unlock(&req->lock);
 }
 
-static void timer_wake(void *arg)
-{
+static void timer_wake(void *arg) {
     http_wake(arg);
 }
 
-void http_wake_at(struct http_req *req, int64_t deadline)
-{
+void http_wake_at(struct http_req *req, int64_t deadline) {
     req->deadline = deadline;
     if (timers_add(req->srv->cfg.timers, &req->timer, deadline, timer_wake, req) < 0)
         http_wake(req); /* no memory for a timer: answer now rather than never */
 }
 
-bool http_shutting_down(const struct http_req *req)
-{
+bool http_shutting_down(const struct http_req *req) {
     struct http_server *srv = req->srv;
     bool s;
 
@@ -437,8 +414,7 @@ bool http_shutting_down(const struct http_req *req)
     return s;
 }
 
-bool http_req_expired(const struct http_req *req)
-{
+bool http_req_expired(const struct http_req *req) {
     if (req->deadline && jobd_mono_ms() >= req->deadline)
         return true;
     return http_shutting_down(req);
@@ -448,8 +424,7 @@ bool http_req_expired(const struct http_req *req)
  * Park the connection unless a wake already arrived. Return true when
  * parked, false when the caller should try again at once.
  */
-static bool park(struct http_req *req)
-{
+static bool park(struct http_req *req) {
     bool parked;
 
     pthread_mutex_lock(&req->lock);
@@ -465,8 +440,7 @@ static bool park(struct http_req *req)
     return parked;
 }
 
-static void run_handler(struct http_req *req)
-{
+static void run_handler(struct http_req *req) {
     for (int spins = 0;; spins++) {
         req->want_suspend = false;
         req->route->fn(req);
@@ -474,7 +448,8 @@ static void run_handler(struct http_req *req)
         if (req->responded)
             return;
         if (!req->want_suspend) {
-            http_problem(req, 500, "internal", "Internal error", NULL, "the handler gave no answer");
+            http_problem(req, 500, "internal", "Internal error", NULL,
+                         "the handler gave no answer");
             return;
         }
         if (park(req))
@@ -488,8 +463,7 @@ static void run_handler(struct http_req *req)
 
 /* ---- streams ---- */
 
-static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
-{
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     struct http_req *req = cls;
 
     for (int spins = 0; spins < 1000; spins++) {
@@ -507,8 +481,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 void http_respond_stream(struct http_req *req, unsigned status, const char *content_type,
-                         http_stream_fn fn, void *arg, void (*free_fn)(void *))
-{
+                         http_stream_fn fn, void *arg, void (*free_fn)(void *)) {
     struct MHD_Response *resp;
 
     req->stream_fn = fn;
@@ -521,8 +494,7 @@ void http_respond_stream(struct http_req *req, unsigned status, const char *cont
 /* ---- MHD callbacks ---- */
 
 static struct http_req *req_new(struct http_server *srv, struct MHD_Connection *conn,
-                                const char *method)
-{
+                                const char *method) {
     struct http_req *req = calloc(1, sizeof *req);
 
     if (!req)
@@ -539,14 +511,12 @@ static struct http_req *req_new(struct http_server *srv, struct MHD_Connection *
         srv->reqs->prev = req;
     srv->reqs = req;
     if (srv->shutting_down)
-        req_early(req, 503, "shutting-down", "Service unavailable", NULL,
-                  "jobd is shutting down");
+        req_early(req, 503, "shutting-down", "Service unavailable", NULL, "jobd is shutting down");
     pthread_mutex_unlock(&srv->lock);
     return req;
 }
 
-static void req_free(struct http_req *req)
-{
+static void req_free(struct http_req *req) {
     struct http_server *srv = req->srv;
 
     /* First stop everyone who could still wake us, then unlink, then free. */
@@ -575,8 +545,7 @@ static void req_free(struct http_req *req)
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
+                         enum MHD_RequestTerminationCode toe) {
     struct http_req *req = *con_cls;
 
     if (req)
@@ -585,10 +554,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
-{
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
     struct http_server *srv = cls;
     struct http_req *req = *con_cls;
 
@@ -603,8 +570,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->body_too_large && !req->early_status) {
             /* Declared too large: answer now; MHD closes the connection after it. */
             http_problem(req, 413, "body-too-large", "Request body too large", NULL,
-                         "the body is over the limit of %lld bytes",
-                         (long long)srv->cfg.max_body);
+                         "the body is over the limit of %lld bytes", (long long)srv->cfg.max_body);
         }
         return MHD_YES;
     }
@@ -653,8 +619,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
 }
 
-static int hexval(char c)
-{
+static int hexval(char c) {
     if (c >= '0' && c <= '9')
         return c - '0';
     if (c >= 'a' && c <= 'f')
@@ -668,14 +633,12 @@ static int hexval(char c)
  * Percent-decoding of paths and query values, in place. "%00" is left as it
  * is: a NUL would cut a C string short and make "j1%00x" read as "j1".
  */
-static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
-{
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s) {
     char *w = s;
 
     for (const char *r = s; *r;) {
         int hi, lo;
-        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 &&
-            (hi | lo) != 0) {
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 && (hi | lo) != 0) {
             *w++ = (char)(hi * 16 + lo);
             r += 3;
         } else {
@@ -687,8 +650,7 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
     char buf[512];
 
     vsnprintf(buf, sizeof buf, fmt, ap);
@@ -696,8 +658,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_warn("http: %s", buf);
 }
 
-int http_start(const struct http_config *cfg, struct http_server **out)
-{
+int http_start(const struct http_config *cfg, struct http_server **out) {
     struct http_server *srv = calloc(1, sizeof *srv);
     struct sockaddr_storage ss;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -727,8 +688,7 @@ int http_start(const struct http_config *cfg, struct http_server **out)
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->connection_timeout, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
-        MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, MHD_OPTION_END);
     if (!srv->daemon) {
         int err = errno ? errno : EADDRINUSE;
         log_error("http: cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(err));
@@ -742,13 +702,11 @@ int http_start(const struct http_config *cfg, struct http_server **out)
     return 0;
 }
 
-int http_port(const struct http_server *srv)
-{
+int http_port(const struct http_server *srv) {
     return srv->port;
 }
 
-void http_begin_shutdown(struct http_server *srv)
-{
+void http_begin_shutdown(struct http_server *srv) {
     pthread_mutex_lock(&srv->lock);
     srv->shutting_down = true;
     for (struct http_req *r = srv->reqs; r; r = r->next)
@@ -756,8 +714,7 @@ void http_begin_shutdown(struct http_server *srv)
     pthread_mutex_unlock(&srv->lock);
 }
 
-void http_stop(struct http_server *srv)
-{
+void http_stop(struct http_server *srv) {
     if (!srv)
         return;
     http_begin_shutdown(srv);
@@ -768,54 +725,44 @@ void http_stop(struct http_server *srv)
 
 /* ---- accessors ---- */
 
-void *http_app(const struct http_req *req)
-{
+void *http_app(const struct http_req *req) {
     return req->srv->cfg.app;
 }
 
-const char *http_method(const struct http_req *req)
-{
+const char *http_method(const struct http_req *req) {
     return req->method;
 }
 
-const char *http_param(const struct http_req *req, int i)
-{
+const char *http_param(const struct http_req *req, int i) {
     return i >= 0 && i < req->n_params ? req->params[i] : "";
 }
 
-const char *http_query(const struct http_req *req, const char *key)
-{
+const char *http_query(const struct http_req *req, const char *key) {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
-const char *http_header(const struct http_req *req, const char *name)
-{
+const char *http_header(const struct http_req *req, const char *name) {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
-const char *http_body(const struct http_req *req, size_t *len)
-{
+const char *http_body(const struct http_req *req, size_t *len) {
     *len = req->body_len;
     return req->body ? req->body : "";
 }
 
-uint64_t http_req_id(const struct http_req *req)
-{
+uint64_t http_req_id(const struct http_req *req) {
     return req->id;
 }
 
-bool http_first_call(const struct http_req *req)
-{
+bool http_first_call(const struct http_req *req) {
     return req->calls == 0;
 }
 
-void http_set_state(struct http_req *req, void *state, void (*free_fn)(void *))
-{
+void http_set_state(struct http_req *req, void *state, void (*free_fn)(void *)) {
     req->state = state;
     req->state_free = free_fn;
 }
 
-void *http_state(const struct http_req *req)
-{
+void *http_state(const struct http_req *req) {
     return req->state;
 }

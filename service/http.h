@@ -32,8 +32,8 @@ struct http_route {
     const char *method;
     const char *pattern; /* "/v1/jobs/{}/stdout" */
     http_handler_fn fn;
-    bool auth;           /* needs the bearer token when one is configured */
-    bool body;           /* takes a JSON body (checks Content-Type) */
+    bool auth; /* needs the bearer token when one is configured */
+    bool body; /* takes a JSON body (checks Content-Type) */
 };
 
 struct http_config {

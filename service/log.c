@@ -17,13 +17,11 @@ static bool log_json;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-void log_set_json(bool json)
-{
+void log_set_json(bool json) {
     log_json = json;
 }
 
-void log_msg(enum log_level lvl, const char *fmt, ...)
-{
+void log_msg(enum log_level lvl, const char *fmt, ...) {
     char msg[2048];
     char ts[40];
     char line[4096];

@@ -15,7 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "config.h"
@@ -25,8 +29,47 @@
 #include "store.h"
 #include "timers.h"
 
-int main(int argc, char **argv)
-{
+/*
+ * Each waiting client holds a socket: raise the soft descriptor limit to the
+ * hard one so that --max-connections is reachable.
+ */
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("jobd: cannot raise the descriptor limit: %s", strerror(errno));
+    }
+}
+
+/*
+ * Take <data>/jobd.lock for the life of the process, so two jobds never share
+ * a data directory (they would run each other's jobs). The descriptor is
+ * close-on-exec, so jobs never hold the lock. Return the fd or -1.
+ */
+static int lock_data_dir(const char *dir) {
+    char path[4200];
+    int fd;
+
+    snprintf(path, sizeof path, "%s/jobd.lock", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("jobd: cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            log_error("jobd: another jobd is using the data directory %s", dir);
+        else
+            log_error("jobd: cannot lock %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int main(int argc, char **argv) {
     struct config cfg;
     struct app app;
     struct store *store = NULL;
@@ -38,13 +81,14 @@ int main(int argc, char **argv)
     struct sched_config sc;
     sigset_t set;
     char err[512];
-    int rc, sig = 0, status = 1;
+    int rc, sig = 0, status = 1, lock_fd = -1;
 
     rc = config_parse(&cfg, argc, argv, stdout, stderr);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     log_set_json(cfg.log_json);
     json_object_seed(0);
+    raise_fd_limit();
 
     /* Signals: handled by sigwait in this thread only; children get a clean mask. */
     sigemptyset(&set);
@@ -56,6 +100,9 @@ int main(int argc, char **argv)
 
     memset(&app, 0, sizeof app);
     app.cfg = &cfg;
+    lock_fd = lock_data_dir(cfg.data_dir);
+    if (lock_fd < 0)
+        goto out;
     snprintf(app.out_dir, sizeof app.out_dir, "%s/out", cfg.data_dir);
     if (mkdir(app.out_dir, 0700) < 0 && errno != EEXIST) {
         log_error("jobd: cannot create %s: %s", app.out_dir, strerror(errno));
@@ -130,6 +177,8 @@ out:
         store_close(store);
     if (status == 0)
         log_info("jobd: stopped");
+    if (lock_fd >= 0)
+        close(lock_fd);
     config_free(&cfg);
     return status;
 }

@@ -33,7 +33,7 @@ int output_path(const char *dir, const char *id, enum output_stream s, char *buf
  * or NULL if memory runs out.
  */
 struct output_writer *output_writer_open(const char *dir, const char *id, enum output_stream s,
-                                          int64_t cap);
+                                         int64_t cap);
 
 /* Append bytes. Return 0 or a negative errno (the writer then drops further bytes). */
 int output_writer_append(struct output_writer *w, const void *buf, size_t len);

@@ -120,13 +120,11 @@ struct sched {
 
 /* ---- tables ---- */
 
-static size_t hash_num(int64_t num, size_t size)
-{
+static size_t hash_num(int64_t num, size_t size) {
     return (size_t)((uint64_t)num * 0x9E3779B97F4A7C15ull >> 20) & (size - 1);
 }
 
-static size_t hash_str(const char *s, size_t size)
-{
+static size_t hash_str(const char *s, size_t size) {
     uint64_t h = 1469598103934665603ull;
 
     for (; *s; s++)
@@ -134,24 +132,21 @@ static size_t hash_str(const char *s, size_t size)
     return (size_t)h & (size - 1);
 }
 
-static struct job *find(struct sched *s, int64_t num)
-{
+static struct job *find(struct sched *s, int64_t num) {
     for (struct job *j = s->table[hash_num(num, s->table_size)]; j; j = j->hash_next)
         if (j->num == num)
             return j;
     return NULL;
 }
 
-static struct job *find_idem(struct sched *s, const char *key)
-{
+static struct job *find_idem(struct sched *s, const char *key) {
     for (struct job *j = s->idem[hash_str(key, s->idem_size)]; j; j = j->idem_next)
         if (strcmp(j->idem_key, key) == 0)
             return j;
     return NULL;
 }
 
-static int table_grow(struct sched *s)
-{
+static int table_grow(struct sched *s) {
     size_t nsize = s->table_size * 2;
     struct job **nt = calloc(nsize, sizeof *nt);
 
@@ -173,8 +168,7 @@ static int table_grow(struct sched *s)
     return 0;
 }
 
-static int table_insert(struct sched *s, struct job *j)
-{
+static int table_insert(struct sched *s, struct job *j) {
     size_t h;
 
     if (s->table_count + 1 > s->table_size && table_grow(s) < 0)
@@ -192,8 +186,7 @@ static int table_insert(struct sched *s, struct job *j)
     return 0;
 }
 
-static void table_remove(struct sched *s, struct job *j)
-{
+static void table_remove(struct sched *s, struct job *j) {
     struct job **pp;
 
     if (!j->in_table)
@@ -218,21 +211,18 @@ static void table_remove(struct sched *s, struct job *j)
 
 /* ---- ready heap ---- */
 
-static bool runs_before(const struct job *a, const struct job *b)
-{
+static bool runs_before(const struct job *a, const struct job *b) {
     if (a->spec.priority != b->spec.priority)
         return a->spec.priority > b->spec.priority;
     return a->num < b->num;
 }
 
-static void heap_put(struct sched *s, size_t i, struct job *j)
-{
+static void heap_put(struct sched *s, size_t i, struct job *j) {
     s->heap[i] = j;
     j->heap_slot = i;
 }
 
-static int heap_push(struct sched *s, struct job *j)
-{
+static int heap_push(struct sched *s, struct job *j) {
     size_t i;
 
     if (s->heap_len == s->heap_cap) {
@@ -255,8 +245,7 @@ static int heap_push(struct sched *s, struct job *j)
     return 0;
 }
 
-static void heap_fix_down(struct sched *s, size_t i)
-{
+static void heap_fix_down(struct sched *s, size_t i) {
     struct job *j = s->heap[i];
 
     for (;;) {
@@ -276,8 +265,7 @@ static void heap_fix_down(struct sched *s, size_t i)
     heap_put(s, i, j);
 }
 
-static void heap_remove(struct sched *s, struct job *j)
-{
+static void heap_remove(struct sched *s, struct job *j) {
     size_t i = j->heap_slot;
     struct job *last;
 
@@ -301,8 +289,7 @@ static void heap_remove(struct sched *s, struct job *j)
     heap_put(s, i, last);
 }
 
-static struct job *heap_pop(struct sched *s)
-{
+static struct job *heap_pop(struct sched *s) {
     struct job *top;
 
     if (s->heap_len == 0)
@@ -312,8 +299,7 @@ static struct job *heap_pop(struct sched *s)
     return top;
 }
 
-static void delayed_remove(struct sched *s, struct job *j)
-{
+static void delayed_remove(struct sched *s, struct job *j) {
     for (struct job **pp = &s->delayed; *pp; pp = &(*pp)->delayed_next) {
         if (*pp == j) {
             *pp = j->delayed_next;
@@ -325,8 +311,7 @@ static void delayed_remove(struct sched *s, struct job *j)
 
 /* ---- documents ---- */
 
-static json_t *time_or_null(int64_t ms)
-{
+static json_t *time_or_null(int64_t ms) {
     char buf[40];
 
     if (ms <= 0)
@@ -335,14 +320,12 @@ static json_t *time_or_null(int64_t ms)
     return json_string(buf);
 }
 
-static json_t *int_or_null(int64_t v, bool present)
-{
+static json_t *int_or_null(int64_t v, bool present) {
     return present ? json_integer(v) : json_null();
 }
 
 /* Render the job resource. Return a new string, or NULL if memory runs out. */
-static char *render(const struct job *j, int64_t seq)
-{
+static char *render(const struct job *j, int64_t seq) {
     json_t *spec = jobd_spec_to_json(&j->spec);
     json_t *o = json_object();
     const char *sig = j->signal ? jobd_signal_name(j->signal) : NULL;
@@ -360,7 +343,8 @@ static char *render(const struct job *j, int64_t seq)
     rc |= json_object_update(o, spec);
     json_decref(spec);
     rc |= json_object_set_new(o, "exit_code", int_or_null(j->exit_code, j->exit_code >= 0));
-    rc |= json_object_set_new(o, "signal", sig ? json_string(sig) : int_or_null(j->signal, j->signal));
+    rc |= json_object_set_new(o, "signal",
+                              sig ? json_string(sig) : int_or_null(j->signal, j->signal));
     rc |= json_object_set_new(o, "error", j->error ? json_string(j->error) : json_null());
     rc |= json_object_set_new(o, "result", json_null());
     rc |= json_object_set_new(o, "pid", int_or_null(j->pid, j->pid > 0));
@@ -382,15 +366,13 @@ static char *render(const struct job *j, int64_t seq)
 
 /* ---- watches ---- */
 
-void sched_watch_init(struct sched_watch *w, void (*fn)(void *), void *arg)
-{
+void sched_watch_init(struct sched_watch *w, void (*fn)(void *), void *arg) {
     memset(w, 0, sizeof *w);
     w->fn = fn;
     w->arg = arg;
 }
 
-static void watch_link(struct sched_watch **head, struct sched_watch *w, void *owner)
-{
+static void watch_link(struct sched_watch **head, struct sched_watch *w, void *owner) {
     w->prev = NULL;
     w->next = *head;
     if (*head)
@@ -399,8 +381,7 @@ static void watch_link(struct sched_watch **head, struct sched_watch *w, void *o
     w->owner = owner;
 }
 
-static void watch_unlink(struct sched *s, struct sched_watch *w)
-{
+static void watch_unlink(struct sched *s, struct sched_watch *w) {
     struct sched_watch **head;
 
     if (!w->owner)
@@ -416,8 +397,7 @@ static void watch_unlink(struct sched *s, struct sched_watch *w)
     w->owner = NULL;
 }
 
-static void fire_all(struct sched *s, struct sched_watch **head)
-{
+static void fire_all(struct sched *s, struct sched_watch **head) {
     while (*head) {
         struct sched_watch *w = *head;
         watch_unlink(s, w);
@@ -425,8 +405,7 @@ static void fire_all(struct sched *s, struct sched_watch **head)
     }
 }
 
-int sched_watch_job(struct sched *s, struct sched_watch *w, int64_t num)
-{
+int sched_watch_job(struct sched *s, struct sched_watch *w, int64_t num) {
     struct job *j;
     int rc;
 
@@ -445,8 +424,7 @@ int sched_watch_job(struct sched *s, struct sched_watch *w, int64_t num)
     return rc;
 }
 
-int sched_watch_seq(struct sched *s, struct sched_watch *w, int64_t since)
-{
+int sched_watch_seq(struct sched *s, struct sched_watch *w, int64_t since) {
     int rc;
 
     pthread_mutex_lock(&s->lock);
@@ -461,15 +439,13 @@ int sched_watch_seq(struct sched *s, struct sched_watch *w, int64_t since)
     return rc;
 }
 
-void sched_unwatch(struct sched *s, struct sched_watch *w)
-{
+void sched_unwatch(struct sched *s, struct sched_watch *w) {
     pthread_mutex_lock(&s->lock);
     watch_unlink(s, w);
     pthread_mutex_unlock(&s->lock);
 }
 
-int64_t sched_published_seq(struct sched *s)
-{
+int64_t sched_published_seq(struct sched *s) {
     int64_t v;
 
     pthread_mutex_lock(&s->lock);
@@ -480,8 +456,7 @@ int64_t sched_published_seq(struct sched *s)
 
 /* ---- changes ---- */
 
-static void job_free(struct job *j)
-{
+static void job_free(struct job *j) {
     jobd_spec_free(&j->spec);
     free(j->spec_json);
     free(j->idem_key);
@@ -491,14 +466,12 @@ static void job_free(struct job *j)
 }
 
 /* Free a job that is out of the table and has nothing in flight. */
-static void job_release(struct job *j)
-{
+static void job_release(struct job *j) {
     if (!j->in_table && j->pending == 0)
         job_free(j);
 }
 
-static void publish(struct sched *s, struct change *ch)
-{
+static void publish(struct sched *s, struct change *ch) {
     struct job *j = ch->job;
 
     if (ch->seq > j->pub_seq) {
@@ -518,8 +491,7 @@ static void publish(struct sched *s, struct change *ch)
 
 static void dispatch(struct sched *s);
 
-static void change_done(void *arg, int status)
-{
+static void change_done(void *arg, int status) {
     struct change *ch = arg;
     struct sched *s = ch->s;
     struct job *j = ch->job;
@@ -567,8 +539,7 @@ static void change_done(void *arg, int status)
  * store. Caller holds s->lock. Return 0 or -ENOMEM.
  */
 static int change_job(struct sched *s, struct job *j, enum change_kind kind, sched_done_fn done,
-                      void *arg)
-{
+                      void *arg) {
     struct change *ch = calloc(1, sizeof *ch);
     int64_t seq = s->last_seq + 1;
 
@@ -617,8 +588,7 @@ oom:
 
 /* ---- executor callbacks ---- */
 
-static void dispatch(struct sched *s)
-{
+static void dispatch(struct sched *s) {
     while (!s->stopping && s->running < s->cfg->max_procs) {
         struct job *j = heap_pop(s);
         struct exec_run run;
@@ -649,8 +619,7 @@ static void dispatch(struct sched *s)
     }
 }
 
-static void on_started(void *ctx, int64_t num, pid_t pid, int64_t pid_start, int64_t started_ms)
-{
+static void on_started(void *ctx, int64_t num, pid_t pid, int64_t pid_start, int64_t started_ms) {
     struct sched *s = ctx;
     struct job *j;
 
@@ -671,8 +640,7 @@ static void on_started(void *ctx, int64_t num, pid_t pid, int64_t pid_start, int
     pthread_mutex_unlock(&s->lock);
 }
 
-static void on_output(void *ctx, int64_t num, int stream, int64_t readable)
-{
+static void on_output(void *ctx, int64_t num, int stream, int64_t readable) {
     struct sched *s = ctx;
     struct job *j;
 
@@ -685,8 +653,7 @@ static void on_output(void *ctx, int64_t num, int stream, int64_t readable)
     pthread_mutex_unlock(&s->lock);
 }
 
-static bool exit_code_retryable(const struct job *j, int code)
-{
+static bool exit_code_retryable(const struct job *j, int code) {
     if (!j->spec.retry_exit_codes)
         return true;
     for (size_t i = 0; i < j->spec.n_retry_exit_codes; i++)
@@ -696,8 +663,7 @@ static bool exit_code_retryable(const struct job *j, int code)
 }
 
 static void set_error(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_error(struct job *j, const char *fmt, ...)
-{
+static void set_error(struct job *j, const char *fmt, ...) {
     char buf[512];
     va_list ap;
 
@@ -708,8 +674,7 @@ static void set_error(struct job *j, const char *fmt, ...)
     j->error = strdup(buf);
 }
 
-static double backoff_s(const struct job *j)
-{
+static double backoff_s(const struct job *j) {
     double d = j->spec.retry_delay;
     double cap = j->spec.retry_delay > MAX_BACKOFF_S ? j->spec.retry_delay : MAX_BACKOFF_S;
 
@@ -719,8 +684,7 @@ static double backoff_s(const struct job *j)
 }
 
 /* Requeue a failed attempt after its backoff. Caller holds the lock. */
-static void requeue(struct sched *s, struct job *j, double delay_s)
-{
+static void requeue(struct sched *s, struct job *j, double delay_s) {
     j->state = JOBD_QUEUED;
     s->queued++;
     if (delay_s <= 0 || s->stopping) {
@@ -735,8 +699,7 @@ static void requeue(struct sched *s, struct job *j, double delay_s)
     pthread_cond_broadcast(&s->cond);
 }
 
-static void on_exited(void *ctx, int64_t num, const struct exec_result *res)
-{
+static void on_exited(void *ctx, int64_t num, const struct exec_result *res) {
     struct sched *s = ctx;
     struct job *j;
     bool retry = false;
@@ -816,8 +779,7 @@ out:
 /* ---- public API ---- */
 
 int sched_submit(struct sched *s, struct jobd_spec *spec, const char *idem_key, int64_t *num,
-                 sched_done_fn done, void *arg)
-{
+                 sched_done_fn done, void *arg) {
     struct job *j = NULL;
     json_t *sj = NULL;
     char *spec_json = NULL;
@@ -913,8 +875,7 @@ fail:
     return rc;
 }
 
-int sched_get_doc(struct sched *s, int64_t num, char **doc, bool *final)
-{
+int sched_get_doc(struct sched *s, int64_t num, char **doc, bool *final) {
     struct job *j;
     int rc;
 
@@ -935,8 +896,7 @@ int sched_get_doc(struct sched *s, int64_t num, char **doc, bool *final)
     return rc;
 }
 
-int sched_cancel(struct sched *s, int64_t num, sched_done_fn done, void *arg)
-{
+int sched_cancel(struct sched *s, int64_t num, sched_done_fn done, void *arg) {
     struct job *j;
     int rc;
 
@@ -973,8 +933,7 @@ int sched_cancel(struct sched *s, int64_t num, sched_done_fn done, void *arg)
     return rc;
 }
 
-int sched_delete(struct sched *s, int64_t num, sched_done_fn done, void *arg)
-{
+int sched_delete(struct sched *s, int64_t num, sched_done_fn done, void *arg) {
     struct change *ch;
     char *doc = NULL;
     int rc;
@@ -1008,8 +967,7 @@ int sched_delete(struct sched *s, int64_t num, sched_done_fn done, void *arg)
     return 0;
 }
 
-int sched_output_state(struct sched *s, int64_t num, int stream, int64_t *readable, bool *ended)
-{
+int sched_output_state(struct sched *s, int64_t num, int stream, int64_t *readable, bool *ended) {
     struct job *j;
     int rc = -ENOENT;
 
@@ -1025,8 +983,7 @@ int sched_output_state(struct sched *s, int64_t num, int stream, int64_t *readab
     return rc;
 }
 
-void sched_stats(struct sched *s, struct sched_stats *st)
-{
+void sched_stats(struct sched *s, struct sched_stats *st) {
     pthread_mutex_lock(&s->lock);
     st->queued = s->queued;
     st->running = s->running;
@@ -1040,8 +997,7 @@ struct expired {
     size_t n, cap;
 };
 
-static int collect_expired(void *arg, const struct store_row *row)
-{
+static int collect_expired(void *arg, const struct store_row *row) {
     struct expired *e = arg;
 
     if (e->n == e->cap) {
@@ -1057,8 +1013,7 @@ static int collect_expired(void *arg, const struct store_row *row)
 }
 
 /* Remove ended jobs past the retention. Called without the lock. */
-static void sweep_retention(struct sched *s)
-{
+static void sweep_retention(struct sched *s) {
     int64_t before = jobd_now_ms() - (int64_t)(s->cfg->retention * 1000);
     struct expired e = {0};
 
@@ -1073,8 +1028,7 @@ static void sweep_retention(struct sched *s)
     free(e.nums);
 }
 
-static void *sched_main(void *arg)
-{
+static void *sched_main(void *arg) {
     struct sched *s = arg;
     int64_t retention_every = (int64_t)(s->cfg->retention * 1000 / 4);
 
@@ -1126,8 +1080,7 @@ static void *sched_main(void *arg)
 
 /* ---- life cycle ---- */
 
-int sched_create(const struct sched_config *sc, struct sched **out)
-{
+int sched_create(const struct sched_config *sc, struct sched **out) {
     static const struct exec_callbacks cbs = {on_started, on_output, on_exited};
     struct sched *s = calloc(1, sizeof *s);
     struct exec_config ec;
@@ -1176,8 +1129,7 @@ fail:
 }
 
 /* Parse our own RFC 3339 output back into epoch ms (0 when absent or malformed). */
-static int64_t parse_time(const json_t *v)
-{
+static int64_t parse_time(const json_t *v) {
     const char *str = json_string_value(v);
     struct tm tm;
     const char *rest;
@@ -1195,8 +1147,7 @@ static int64_t parse_time(const json_t *v)
 }
 
 /* Rebuild a job from its row. Return a new job, or NULL after logging why. */
-static struct job *job_from_row(const struct store_row *row)
-{
+static struct job *job_from_row(const struct store_row *row) {
     struct job *j = calloc(1, sizeof *j);
     struct jobd_error err;
     json_t *spec = NULL, *doc = NULL;
@@ -1246,8 +1197,7 @@ fail:
     return NULL;
 }
 
-static int recover_row(void *arg, const struct store_row *row)
-{
+static int recover_row(void *arg, const struct store_row *row) {
     struct sched *s = arg;
     struct job *j = job_from_row(row);
 
@@ -1282,8 +1232,7 @@ static int recover_row(void *arg, const struct store_row *row)
     return change_job(s, j, CH_UPDATE, NULL, NULL);
 }
 
-int sched_start(struct sched *s)
-{
+int sched_start(struct sched *s) {
     int rc;
 
     pthread_mutex_lock(&s->lock);
@@ -1308,8 +1257,7 @@ int sched_start(struct sched *s)
 }
 
 /* Wait on s->cond until `deadline` (mono ms). Caller holds the lock. */
-static void wait_until(struct sched *s, int64_t deadline)
-{
+static void wait_until(struct sched *s, int64_t deadline) {
     int64_t wait = deadline - jobd_mono_ms();
     struct timespec ts;
 
@@ -1324,8 +1272,7 @@ static void wait_until(struct sched *s, int64_t deadline)
     pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 }
 
-void sched_shutdown(struct sched *s, double grace_s)
-{
+void sched_shutdown(struct sched *s, double grace_s) {
     int64_t deadline = jobd_mono_ms() + (int64_t)(grace_s * 1000);
 
     pthread_mutex_lock(&s->lock);
@@ -1356,8 +1303,7 @@ void sched_shutdown(struct sched *s, double grace_s)
     pthread_mutex_unlock(&s->lock);
 }
 
-void sched_destroy(struct sched *s)
-{
+void sched_destroy(struct sched *s) {
     if (!s)
         return;
     exec_proc_destroy(s->exec);

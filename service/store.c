@@ -49,7 +49,8 @@
 #define STORE_RETRY_MIN_MS 50   /* first delay before retrying a failed transaction */
 #define STORE_RETRY_MAX_MS 2000 /* the delay doubles up to this */
 #define STORE_SCHEMA       1    /* meta.schema_version this code reads and writes */
-#define STORE_MAX_LIMIT    1001 /* largest store_query limit: a page of 1000 plus one to see a next page */
+#define STORE_MAX_LIMIT                                                                            \
+    1001 /* largest store_query limit: a page of 1000 plus one to see a next page */
 
 /* The columns of a job row, in the order row_from_stmt reads them. */
 #define JOB_COLUMNS                                                                                \

@@ -30,20 +30,20 @@ struct store;
 
 /* One job row. Strings are borrowed by the functions that read a row. */
 struct store_row {
-    int64_t num;          /* primary key; the id is derived from it */
-    const char *id;       /* "j..." */
+    int64_t num;    /* primary key; the id is derived from it */
+    const char *id; /* "j..." */
     enum jobd_state state;
-    int64_t seq;          /* last change number of this job */
+    int64_t seq; /* last change number of this job */
     int priority;
     const char *name;     /* may be NULL */
     const char *batch;    /* may be NULL */
     const char *idem_key; /* Idempotency-Key, may be NULL; unique when set */
     int64_t created_ms;
-    int64_t finished_ms;  /* 0 while not ended */
-    int64_t pid;          /* process group of the running attempt, 0 if none */
-    int64_t pid_start;    /* start time of that process (clock ticks since boot), 0 if none */
-    const char *spec;     /* canonical spec JSON */
-    const char *doc;      /* job resource JSON */
+    int64_t finished_ms; /* 0 while not ended */
+    int64_t pid;         /* process group of the running attempt, 0 if none */
+    int64_t pid_start;   /* start time of that process (clock ticks since boot), 0 if none */
+    const char *spec;    /* canonical spec JSON */
+    const char *doc;     /* job resource JSON */
 };
 
 enum store_op_kind {
@@ -101,14 +101,14 @@ int store_find_idem(struct store *st, const char *key, int64_t *num, char **spec
 struct store_query {
     const enum jobd_state *states; /* filter: any of these states */
     int n_states;
-    const char *name;        /* filter: exact name */
-    const char *label_key;   /* filter: labels[label_key] == label_value */
+    const char *name;      /* filter: exact name */
+    const char *label_key; /* filter: labels[label_key] == label_value */
     const char *label_value;
-    const char *batch;       /* filter: batch id */
-    int64_t before_num;      /* page cursor: only jobs with num < before_num (0: none) */
-    int64_t since_seq;       /* when >= 0 and `by_seq`: only seq > since_seq, in seq order */
-    bool by_seq;             /* order by seq ascending instead of num descending */
-    int limit;               /* 1..1001 (a page of 1000, plus one row to see a next page) */
+    const char *batch;  /* filter: batch id */
+    int64_t before_num; /* page cursor: only jobs with num < before_num (0: none) */
+    int64_t since_seq;  /* when >= 0 and `by_seq`: only seq > since_seq, in seq order */
+    bool by_seq;        /* order by seq ascending instead of num descending */
+    int limit;          /* 1..1001 (a page of 1000, plus one row to see a next page) */
 };
 
 /*

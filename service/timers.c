@@ -23,22 +23,19 @@ struct timers {
     pthread_t thread;
 };
 
-void timer_init(struct timer *t)
-{
+void timer_init(struct timer *t) {
     t->deadline = 0;
     t->fn = NULL;
     t->arg = NULL;
     t->slot = SIZE_MAX;
 }
 
-static void heap_set(struct timers *tm, size_t i, struct timer *t)
-{
+static void heap_set(struct timers *tm, size_t i, struct timer *t) {
     tm->heap[i] = t;
     t->slot = i;
 }
 
-static void sift_up(struct timers *tm, size_t i)
-{
+static void sift_up(struct timers *tm, size_t i) {
     struct timer *t = tm->heap[i];
 
     while (i > 0) {
@@ -51,8 +48,7 @@ static void sift_up(struct timers *tm, size_t i)
     heap_set(tm, i, t);
 }
 
-static void sift_down(struct timers *tm, size_t i)
-{
+static void sift_down(struct timers *tm, size_t i) {
     struct timer *t = tm->heap[i];
 
     for (;;) {
@@ -73,8 +69,7 @@ static void sift_down(struct timers *tm, size_t i)
 }
 
 /* Remove the timer at slot i. Caller holds the lock. */
-static void heap_remove(struct timers *tm, size_t i)
-{
+static void heap_remove(struct timers *tm, size_t i) {
     struct timer *t = tm->heap[i];
 
     t->slot = SIZE_MAX;
@@ -87,8 +82,7 @@ static void heap_remove(struct timers *tm, size_t i)
     sift_up(tm, moved->slot);
 }
 
-static void *timers_main(void *arg)
-{
+static void *timers_main(void *arg) {
     struct timers *tm = arg;
 
     pthread_mutex_lock(&tm->lock);
@@ -119,8 +113,7 @@ static void *timers_main(void *arg)
     return NULL;
 }
 
-int timers_create(struct timers **out)
-{
+int timers_create(struct timers **out) {
     struct timers *tm = calloc(1, sizeof *tm);
     pthread_condattr_t ca;
     int rc;
@@ -143,8 +136,8 @@ int timers_create(struct timers **out)
     return 0;
 }
 
-int timers_add(struct timers *tm, struct timer *t, int64_t deadline, void (*fn)(void *), void *arg)
-{
+int timers_add(struct timers *tm, struct timer *t, int64_t deadline, void (*fn)(void *),
+               void *arg) {
     pthread_mutex_lock(&tm->lock);
     if (t->slot != SIZE_MAX)
         heap_remove(tm, t->slot);
@@ -170,16 +163,14 @@ int timers_add(struct timers *tm, struct timer *t, int64_t deadline, void (*fn)(
     return 0;
 }
 
-void timers_cancel(struct timers *tm, struct timer *t)
-{
+void timers_cancel(struct timers *tm, struct timer *t) {
     pthread_mutex_lock(&tm->lock);
     if (t->slot != SIZE_MAX)
         heap_remove(tm, t->slot);
     pthread_mutex_unlock(&tm->lock);
 }
 
-void timers_destroy(struct timers *tm)
-{
+void timers_destroy(struct timers *tm) {
     if (!tm)
         return;
     pthread_mutex_lock(&tm->lock);

@@ -598,7 +598,8 @@ class Jobd:
             if last["state"] in FINAL_STATES and not set(states) & FINAL_STATES:
                 break
             time.sleep(interval)
-        raise AssertionError("job %s not in %s within %.0fs; last: %s" % (job_id, states, timeout, json.dumps(last)[:500]))
+        raise AssertionError(
+            "job %s not in %s within %.0fs; last: %s" % (job_id, states, timeout, json.dumps(last)[:500]))
 
     def output(self, job_id, stream="stdout", offset=None, timeout=60.0):
         """GET /v1/jobs/ID/stdout (or stderr) bytes; AssertionError unless 200."""

@@ -83,6 +83,16 @@ class JobsApiTest(JobdTestCase):
         self.assertGreaterEqual(dt, 0.35)
         self.assertLess(dt, 15)
         self.assertEqual(self.j.output(job["id"]), b"done\n")
+        # A job that outlasts wait= is answered as it is then, still with 201.
+        t0 = time.monotonic()
+        r = self.j.request("POST", "/v1/jobs?wait=1", {"command": ["sleep", "30"], "kill_grace": 1})
+        dt = time.monotonic() - t0
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["state"], "running", r)
+        self.assertGreaterEqual(dt, 0.9)
+        self.assertLess(dt, 5)
+        self.assertEqual(self.j.request("POST", "/v1/jobs/%s/cancel" % r.json["id"]).status, 202)
+        self.assertEqual(self.j.wait_job(r.json["id"], 10)["state"], "cancelled")
 
     def test_wait_on_get(self):
         j = self.j
@@ -420,6 +430,43 @@ class JobsApiTest(JobdTestCase):
         finally:
             conn.close()
 
+    def test_follow_ends_when_the_job_is_cancelled(self):
+        j = self.j
+        job = j.submit({"shell": "echo started; exec sleep 30", "kill_grace": 1})
+        j.wait_output(job["id"], b"started\n")
+        conn, resp = j.stream("GET", "/v1/jobs/%s/stderr?follow=true" % job["id"], timeout=15)
+        try:
+            self.assertEqual(resp.status, 200)
+            timer = threading.Timer(0.5, lambda: j.request("POST", "/v1/jobs/%s/cancel" % job["id"]))
+            timer.start()
+            t0 = time.monotonic()
+            body = resp.read()
+            dt = time.monotonic() - t0
+            timer.join(5)
+        finally:
+            conn.close()
+        self.assertEqual(body, b"")
+        self.assertGreaterEqual(dt, 0.4, "the stream ended before the job did")
+        self.assertLess(dt, 5, "the stream did not end with the job")
+        self.assertEqual(j.job(job["id"])["state"], "cancelled")
+
+    def test_follow_a_queued_job(self):
+        """follow on a job that has not started waits for it, then streams it."""
+        j = self.start_jobd("--max-procs", "1")
+        gate = os.path.join(j.tmp, "gate")
+        blocker = j.submit({"shell": "while [ ! -e %s ]; do sleep 0.05; done" % gate, "timeout": 30})
+        j.wait_state(blocker["id"], "running")
+        job = j.submit({"shell": "echo one; sleep 0.3; echo two"})
+        self.assertEqual(job["state"], "queued")
+        threading.Timer(0.5, lambda: open(gate, "w").close()).start()
+        conn, resp = j.stream("GET", "/v1/jobs/%s/stdout?follow=true" % job["id"], timeout=15)
+        try:
+            self.assertEqual(resp.status, 200)
+            self.assertEqual(resp.read(), b"one\ntwo\n")
+        finally:
+            conn.close()
+        self.assertEqual(j.job(job["id"])["state"], "succeeded")
+
     def test_ten_mib_on_stdout_and_stderr_at_once(self):
         j = self.j
         size = 10 * MiB
@@ -558,10 +605,26 @@ class JobsApiTest(JobdTestCase):
         self.assertIn("EMPTY=", lines)
         self.assertNotIn("SECRET_TEST_VAR", out)
         self.assertNotIn(SECRET, out)
-        self.assertTrue(any(l.startswith("PATH=") for l in lines), out)
+        for var in ("PATH", "HOME", "LANG"):
+            self.assertTrue(any(l.startswith(var + "=") for l in lines), "%s missing: %s" % (var, out))
         self.assertFalse([l for l in lines if l.startswith("JOBD_")], out)
         # A small environment: PATH, HOME, LANG, and what the spec adds.
         self.assertLessEqual(len(lines), 12, out)
+
+    def test_rlimits(self):
+        j = self.j
+        job = j.submit({"shell": "ulimit -n; ulimit -t; ulimit -v",
+                        "limits": {"open_files": 32, "cpu_seconds": 7, "memory_bytes": 512 * MiB}}, wait=15)
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(job["limits"], {"open_files": 32, "cpu_seconds": 7, "memory_bytes": 512 * MiB,
+                                         "output_bytes": None})
+        self.assertEqual(j.output(job["id"]).split(), [b"32", b"7", b"%d" % (512 * 1024)])
+        # A CPU-bound job is stopped by its cpu_seconds limit.
+        t0 = time.monotonic()
+        job = j.submit({"shell": "while :; do :; done", "limits": {"cpu_seconds": 1}, "timeout": 20}, wait=25)
+        self.assertEqual(job["state"], "failed", job)
+        self.assertIn(job["signal"], ("SIGXCPU", "SIGKILL"), job)
+        self.assertLess(time.monotonic() - t0, 15)
 
     def test_children_see_only_fds_0_to_2(self):
         j = self.j
@@ -601,6 +664,7 @@ class JobsApiTest(JobdTestCase):
         a, b, c, d = (j.wait_job(x["id"], 30) for x in (a, b, c, d))
         self.assertEqual((a["state"], a["exit_code"], a["attempts"]), ("failed", 3, 3), a)
         self.assertEqual(j.output(a["id"]), b"attempt\n", "the output holds the latest attempt")
+        self.assertEqual(a["stdout_bytes"], 8)
         self.assertEqual((b["state"], b["exit_code"], b["attempts"]), ("failed", 5, 1), b)
         self.assertEqual((c["state"], c["exit_code"], c["attempts"]), ("succeeded", 0, 2), c)
         self.assertEqual(j.output(c["id"]), b"second\n")

@@ -7,7 +7,6 @@ import os
 import secrets
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jobdtest  # noqa: E402

@@ -4,6 +4,7 @@ submissions, many clients long-polling at once (waits must not pin HTTP
 threads), and bursts of short jobs that must leave no zombie behind."""
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -129,6 +130,50 @@ class ConcurrencyTest(JobdTestCase):
         self.assertLess(last, 10, "the waits were not woken by the end of the jobs")
         self.assertTrue(all(a >= released["t"] - 0.05 for a in answered))
 
+    def test_many_followers_and_blocking_lists(self):
+        """Streams and blocking queries are parked, not threads: with 4 HTTP threads,
+        30 followers and 30 blocking list queries, jobd still answers at once."""
+        j = self.start_jobd("--http-threads", "4", "--max-connections", "1000")
+        gate = os.path.join(j.tmp, "gate")
+        shell = "echo first; while [ ! -e %s ]; do sleep 0.05; done; echo last" % gate
+        job = j.submit({"shell": shell, "timeout": 60})
+        j.wait_output(job["id"], b"first\n")
+        seq = j.list()["seq"]
+        holder = {}
+
+        def client(i):
+            if i % 2:
+                conn, resp = j.stream("GET", "/v1/jobs/%s/stdout?follow=true" % job["id"], timeout=40)
+                try:
+                    return resp.status, resp.read()
+                finally:
+                    conn.close()
+            return j.request("GET", "/v1/jobs?since=%d&wait=30" % seq, timeout=40)
+
+        t = threading.Thread(target=lambda: holder.update(res=run_threads(60, client, 50)), daemon=True)
+        t.start()
+        time.sleep(1.5)
+        try:
+            for path in ("/healthz", "/v1/jobs/" + job["id"], "/v1/jobs/%s/stdout" % job["id"]):
+                t0 = time.monotonic()
+                r = j.request("GET", path, timeout=10)
+                self.assertEqual(r.status, 200, r)
+                self.assertLess(time.monotonic() - t0, 2.0, "%s was slow" % path)
+        finally:
+            t_release = time.monotonic()
+            open(gate, "w").close()
+            t.join(55)
+        self.assertFalse(t.is_alive())
+        self.assertLess(time.monotonic() - t_release, 15)
+        res = holder["res"]
+        self.assertEqual([e for _, e in res if e is not None], [])
+        for i, (r, _) in enumerate(res):
+            if i % 2:
+                self.assertEqual(r, (200, b"first\nlast\n"))
+            else:
+                self.assertEqual(r.status, 200, r)
+                self.assertIn(job["id"], [x["id"] for x in r.json["jobs"]])
+
     def test_same_idempotency_key_at_once(self):
         """20 clients race with one key: one job, one 201, nineteen 200s."""
         j = self.start_jobd()
@@ -150,7 +195,6 @@ class ConcurrencyTest(JobdTestCase):
     def test_waiters_that_hang_up(self):
         """Clients that disconnect while waiting leave jobd healthy (no SIGPIPE, no stuck
         answers) when the job ends and their answers go nowhere."""
-        import socket
         j = self.start_jobd()
         gate = os.path.join(j.tmp, "gate")
         job = j.submit({"shell": "while [ ! -e %s ]; do sleep 0.05; done" % gate, "timeout": 60})

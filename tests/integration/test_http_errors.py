@@ -4,8 +4,10 @@ limits, content types, malformed JSON, spec validation with the offending
 field named, bad ids, bad query parameters, and the problem+json format of
 every error."""
 
+import http.client
 import json
 import os
+import socket
 import sys
 import urllib.parse
 
@@ -44,6 +46,12 @@ BAD_SPECS = [
     ({"command": ["true"], "cwd": 5}, "cwd"),
     ({"command": ["true"], "name": 5}, "name"),
     ({"command": ["true"], "executor": "bogus"}, "executor"),
+    # Size bounds.
+    ({"command": ["true"] * 5000}, "command"),
+    ({"command": ["true"], "name": "n" * 300}, "name"),
+    ({"command": ["true"], "labels": {"k%d" % i: "v" for i in range(65)}}, "labels"),
+    ({"command": ["true"], "retries": 101}, "retries"),
+    ({"command": ["true"], "kill_grace": 3601}, "kill_grace"),
 ]
 
 # Specs refused with 400, without a promise about which field is named.
@@ -125,6 +133,16 @@ class HttpErrorsTest(JobdTestCase):
         r = j.request("POST", "/v1/jobs", {"command": ["echo", "y" * 3000]})
         self.assertProblem(r, 413)
         self.assertEqual(len(j.list()["jobs"]), 1)
+        # The cap is inclusive: exactly --max-body bytes is fine, one more is not.
+        base = json.dumps({"command": ["echo", ""]}).encode()
+        exact = base.replace(b'""', b'"' + b"z" * (2048 - len(base)) + b'"')
+        self.assertEqual(len(exact), 2048)
+        r = j.request("POST", "/v1/jobs", exact, headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 201, r)
+        over = exact.replace(b'"z', b'"zz', 1)
+        self.assertEqual(len(over), 2049)
+        r = j.request("POST", "/v1/jobs", over, headers={"Content-Type": "application/json"})
+        self.assertProblem(r, 413)
 
     def test_wrong_content_type_415(self):
         spec = json.dumps({"command": ["true"]}).encode()
@@ -211,9 +229,40 @@ class HttpErrorsTest(JobdTestCase):
         r = self.j.request("GET", "/v1/jobs?label=" + urllib.parse.quote("novalue"))
         self.assertProblem(r, 400, field="label")
 
+    def test_chunked_and_expect_continue_bodies(self):
+        """What curl sends: a chunked body, and Expect: 100-continue before a large one."""
+        body = json.dumps({"command": ["echo", "chunked"]}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", self.j.port, timeout=10)
+        try:
+            conn.request("POST", "/v1/jobs", body=iter([body[:10], body[10:]]),
+                         headers={"Content-Type": "application/json"}, encode_chunked=True)
+            r = conn.getresponse()
+            data = r.read()
+            self.assertEqual(r.status, 201, data)
+        finally:
+            conn.close()
+        body = json.dumps({"command": ["echo", "x" * 5000]}).encode()
+        head = ("POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n" % len(body)).encode()
+        s = socket.create_connection(("127.0.0.1", self.j.port), timeout=10)
+        try:
+            s.sendall(head)
+            first = s.recv(4096)
+            self.assertTrue(first.startswith(b"HTTP/1.1 100"), first[:200])
+            s.sendall(body)
+            got = bytearray(first[first.find(b"\r\n\r\n") + 4:])
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                got.extend(b)
+        finally:
+            s.close()
+        r = jobdtest.parse_raw_response(bytes(got))
+        self.assertEqual(r.status, 201, r)
+
     def test_keep_alive(self):
         """Answers keep the connection open (GETs included), errors too."""
-        import http.client
         conn = http.client.HTTPConnection("127.0.0.1", self.j.port, timeout=10)
         try:
             socks = set()

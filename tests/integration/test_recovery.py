@@ -120,11 +120,15 @@ class RecoveryTest(JobdTestCase):
         j.request("POST", "/v1/jobs/%s/cancel" % blocker["id"])
 
     def test_sigterm_shutdown(self):
-        j = self.start_jobd("--max-procs", "2", "--shutdown-grace", "2")
+        j = self.start_jobd("--max-procs", "3", "--shutdown-grace", "2")
+        flag = os.path.join(j.tmp, "again")
         short = j.submit({"shell": "sleep 1; echo short-done"})
         long = j.submit({"command": ["sleep", "30"]})
+        retry = j.submit({"shell": "if [ -e %s ]; then echo again; exit 0; fi; touch %s; sleep 30" % (flag, flag),
+                          "retries": 1, "retry_delay": 0.1})
         queued = j.submit({"command": ["echo", "queued-ran"]})
         j.wait_state(short["id"], "running")
+        j.wait_state(retry["id"], "running")
         long_pid = j.wait_state(long["id"], "running")["pid"]
         self.assertEqual(j.job(queued["id"])["state"], "queued")
 
@@ -154,12 +158,75 @@ class RecoveryTest(JobdTestCase):
         lj = j.job(long["id"])
         self.assertEqual(lj["state"], "failed", lj)
         self.assertIn("interrupted", lj["error"] or "", lj)
+        rj = j.wait_job(retry["id"], 15)
+        self.assertEqual((rj["state"], rj["attempts"]), ("succeeded", 2), "requeued when retries remain: %s" % rj)
+        self.assertEqual(j.output(retry["id"]), b"again\n")
         q = j.wait_job(queued["id"], 15)
         self.assertEqual(q["state"], "succeeded", q)
         self.assertGreaterEqual(parse_time(q["started_at"]), t_restart - 0.5,
                                 "the queued job started during shutdown instead of after the restart")
         self.assertEqual(j.output(queued["id"]), b"queued-ran\n")
         self.assertEqual(j.stop(signal.SIGINT, 20), 0, "SIGINT is a clean stop too")
+
+    def test_second_jobd_on_the_same_data_dir_is_refused(self):
+        """Two jobd on one data dir would hand out the same ids and overwrite each
+        other's jobs: the second must refuse to start."""
+        a = self.start_jobd()
+        first = a.submit({"command": ["echo", "from-a"]}, wait=10)
+        b = jobdtest.Jobd(data_dir=a.data_dir, start=False)
+        self.addCleanup(b.close)
+        try:
+            b.start()
+        except jobdtest.StartError:
+            pass
+        if b.port is not None:
+            # It started: show the damage it can do.
+            other = b.submit({"command": ["echo", "from-b"]}, wait=10)
+            self.fail("a second jobd started on the same data dir (ids %s and %s; job %s now says %r)" % (
+                first["id"], other["id"], first["id"], a.output(first["id"])))
+        rc = b.wait_exit(10)
+        self.assertIsNotNone(rc)
+        self.assertNotEqual(rc, 0)
+        self.assertTrue(b.log().strip(), "refused without a message")
+        # The first one is unharmed.
+        self.assertEqual(a.output(first["id"]), b"from-a\n")
+        self.assertEqual(a.submit({"command": ["true"]}, wait=10)["state"], "succeeded")
+
+    def test_sigterm_with_clients_waiting(self):
+        """Parked requests (waits, follows) do not hold up a shutdown."""
+        j = self.start_jobd("--shutdown-grace", "1")
+        job = j.submit({"shell": "echo x; exec sleep 30"})
+        j.wait_output(job["id"], b"x\n")
+        answers = []
+
+        def waiter(i):
+            try:
+                if i % 2:
+                    conn, resp = j.stream("GET", "/v1/jobs/%s/stdout?follow=true" % job["id"], timeout=30)
+                    try:
+                        resp.read()
+                        answers.append(resp.status)
+                    finally:
+                        conn.close()
+                else:
+                    answers.append(j.request("GET", "/v1/jobs/%s?wait=60" % job["id"], timeout=30).status)
+            except (OSError, Exception) as e:  # a closed connection is an acceptable answer
+                answers.append(type(e).__name__)
+
+        ts = [threading.Thread(target=waiter, args=(i,), daemon=True) for i in range(10)]
+        for t in ts:
+            t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        rc = j.stop(signal.SIGTERM, 20)
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 0)
+        self.assertLess(took, 1 + 5 + 3, "shutdown waited for parked requests")
+        for t in ts:
+            t.join(10)
+        self.assertEqual(len(answers), 10, "clients still hanging after jobd exited")
+        j.restart()
+        self.assertEqual(j.job(job["id"])["error"], "interrupted")
 
     def test_retention(self):
         j = self.start_jobd("--retention", "1")
