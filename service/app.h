@@ -31,5 +31,6 @@ void api_jobs_delete(struct http_req *req);
 void api_jobs_stdout(struct http_req *req);
 void api_jobs_stderr(struct http_req *req);
 void api_healthz(struct http_req *req);
+void api_openapi(struct http_req *req);
 
 #endif
