@@ -1,28 +1,635 @@
 /*
- * jobctl: the command-line client of jobd.
+ * jobctl.c: main and the commands of jobctl, the command-line client of
+ * jobd, built on the client library (jobd/client.h) only.
  *
- * Only `--version` and `--help` exist so far; the commands that talk to a
- * jobd arrive with the client library.
+ * The command line is parsed by cli.c and human output is shaped by
+ * format.c; this file talks to the server, prints, and chooses the exit
+ * status (cli.h lists the codes). Errors of jobctl itself are one line on
+ * stderr starting with "jobctl: ".
+ *
+ * `run` is the one with moving parts: it submits, follows stdout and stderr
+ * at once (jobd_client_follow: two streams, one thread), and turns SIGINT
+ * and SIGTERM into a cancel of the job. The signal handler only counts and
+ * writes a byte to a self-pipe that wakes the follow loop; the loop's tick
+ * sends the cancel.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-static void usage(FILE *out) {
-    fputs("usage: jobctl [--version] [--help]\n"
-          "\n"
-          "The job commands (run, submit, status, logs, ...) are not built yet.\n",
-          out);
+#include "cli.h"
+#include "format.h"
+#include "jobd/client.h"
+#include "jobd/util.h"
+
+/* ---- errors ---- */
+
+/* The exit status for a failed library call. */
+static int exit_for(const struct jobd_client_error *e) {
+    switch (e->code) {
+    case -ECONNREFUSED:
+    case -ETIMEDOUT:
+    case -EIO:
+        return EXIT_UNAVAILABLE;
+    case -ENOMEM:
+        return EXIT_OSERR;
+    case -EINVAL:
+        return EXIT_USAGE;
+    case -ECANCELED:
+        return 130;
+    case -EREMOTEIO:
+        switch (e->status) {
+        case 400:
+        case 413:
+        case 415:
+        case 422:
+            return EXIT_DATAERR;
+        case 401:
+        case 403:
+            return EXIT_NOPERM;
+        case 404:
+            return EXIT_NOTFOUND;
+        case 409:
+            return EXIT_REFUSED;
+        case 429:
+        case 503:
+            return EXIT_TEMPFAIL;
+        default:
+            return EXIT_SOFTWARE;
+        }
+    default:
+        return EXIT_SOFTWARE;
+    }
+}
+
+/* Print a failed call as "jobctl: ..." and return its exit status. */
+static int report(const struct jobd_client_error *e) {
+    int code = exit_for(e);
+
+    switch (code) {
+    case EXIT_DATAERR:
+        if (e->field[0])
+            fprintf(stderr, "jobctl: %s: %s (field: %s)\n", e->title, e->detail, e->field);
+        else
+            fprintf(stderr, "jobctl: %s: %s\n", e->title, e->detail);
+        break;
+    case EXIT_NOPERM:
+        fprintf(stderr, "jobctl: unauthorized: %s (check --token or JOBD_TOKEN)\n",
+                e->detail[0] ? e->detail : e->message);
+        break;
+    case EXIT_NOTFOUND:
+        fprintf(stderr, "jobctl: not found: %s\n", e->detail[0] ? e->detail : e->message);
+        break;
+    case EXIT_UNAVAILABLE:
+        fprintf(stderr, "jobctl: %s (is jobd running there? see --server or JOBD_URL)\n",
+                e->message);
+        break;
+    case EXIT_TEMPFAIL:
+        if (e->retry_after > 0)
+            fprintf(stderr, "jobctl: %s; retry in %g s\n", e->message, e->retry_after);
+        else
+            fprintf(stderr, "jobctl: %s\n", e->message);
+        break;
+    default:
+        fprintf(stderr, "jobctl: %s\n", e->message);
+    }
+    return code;
+}
+
+static int local_spec_error(const struct jobd_error *e) {
+    if (e->field[0])
+        fprintf(stderr, "jobctl: invalid job spec: %s: %s (field: %s)\n", e->field, e->message,
+                e->field);
+    else
+        fprintf(stderr, "jobctl: invalid job spec: %s\n", e->message);
+    return e->field[0] || strcmp(e->message, "out of memory") != 0 ? EXIT_DATAERR : EXIT_OSERR;
+}
+
+static void print_json(const json_t *v) {
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+    if (s) {
+        puts(s);
+        free(s);
+    }
+}
+
+/* ---- reading stdin ---- */
+
+/* Read all of fd into a new buffer. Return 0, or -errno. */
+static int read_all(int fd, char **out, size_t *len) {
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap + 1);
+
+    if (!buf)
+        return -ENOMEM;
+    for (;;) {
+        ssize_t r;
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2 + 1);
+            if (!nb) {
+                free(buf);
+                return -ENOMEM;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            return -e;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/*
+ * The job's stdin: --stdin FILE (or - for ours), or for `run`, our stdin
+ * when it is not a terminal. *data stays NULL when there is none. Return 0
+ * or an exit status after a message.
+ */
+static int job_stdin(const struct cli *cli, char **data, size_t *len) {
+    int fd = -1, rc;
+    bool own = false;
+
+    *data = NULL;
+    *len = 0;
+    if (cli->stdin_file && strcmp(cli->stdin_file, "-") != 0) {
+        fd = open(cli->stdin_file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            fprintf(stderr, "jobctl: --stdin %s: %s\n", cli->stdin_file, strerror(errno));
+            return EXIT_NOTFOUND;
+        }
+        own = true;
+    } else if (cli->stdin_file || (cli->cmd == CMD_RUN && !isatty(0) && fcntl(0, F_GETFD) >= 0)) {
+        fd = 0;
+    } else {
+        return 0;
+    }
+    rc = read_all(fd, data, len);
+    if (own)
+        close(fd);
+    if (rc < 0) {
+        fprintf(stderr, "jobctl: reading the job's stdin: %s\n", strerror(-rc));
+        return rc == -ENOMEM ? EXIT_OSERR : EXIT_NOTFOUND;
+    }
+    return 0;
+}
+
+/* ---- run ---- */
+
+static volatile sig_atomic_t sig_count;
+static volatile sig_atomic_t sig_last;
+static int wake_pipe[2] = {-1, -1};
+
+static void on_signal(int signo) {
+    int saved = errno;
+    char b = 1;
+
+    sig_last = signo;
+    sig_count++;
+    if (wake_pipe[1] >= 0 && write(wake_pipe[1], &b, 1) < 0) {
+        /* The pipe is full: the loop is awake already. */
+    }
+    errno = saved;
+}
+
+struct run_state {
+    struct jobd_client *c;
+    const char *id;
+    bool quiet;          /* --json: discard the output */
+    bool cancel_sent;    /* we asked for a cancel */
+    int cancel_signal;   /* the signal that made us cancel */
+    bool write_failed;
+};
+
+static int run_output(void *arg, enum jobd_stream stream, const char *data, size_t len) {
+    struct run_state *rs = arg;
+    FILE *f = stream == JOBD_STDERR ? stderr : stdout;
+
+    if (rs->quiet || rs->write_failed)
+        return 0;
+    if (fwrite(data, 1, len, f) != len || fflush(f) != 0)
+        rs->write_failed = true; /* keep following, so the job still ends normally */
+    return 0;
+}
+
+/* Send the cancel once a signal came; stop at the second signal. */
+static int run_tick(void *arg) {
+    struct run_state *rs = arg;
+    struct jobd_client_error err;
+    char drain[64];
+
+    while (read(wake_pipe[0], drain, sizeof drain) > 0) {
+    }
+    if (sig_count >= 2)
+        return 1;
+    if (sig_count == 1 && !rs->cancel_sent) {
+        rs->cancel_sent = true;
+        rs->cancel_signal = sig_last;
+        fprintf(stderr, "jobctl: cancelling job %s (interrupt again to stop waiting)\n", rs->id);
+        if (jobd_client_cancel(rs->c, rs->id, NULL, &err) < 0 && err.status != 409)
+            report(&err);
+    }
+    return 0;
+}
+
+static int setup_signals(void) {
+    struct sigaction sa;
+
+    if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -errno;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return 0;
+}
+
+static int cmd_run(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_submit_options so = {.idempotency_key = cli->idem_key};
+    struct jobd_follow_options fo = {.streams = {true, true}, .tick = run_tick};
+    struct jobd_client_error err;
+    struct jobd_error serr;
+    struct run_state rs = {.c = c, .quiet = cli->json};
+    json_t *spec, *job = NULL;
+    char *in = NULL;
+    size_t inlen = 0;
+    char id[JOBD_MAX_ID_BYTES];
+    int rc, status;
+
+    if ((rc = job_stdin(cli, &in, &inlen)) != 0)
+        return rc;
+    spec = cli_spec(cli, in, inlen, &serr);
+    free(in);
+    if (!spec)
+        return local_spec_error(&serr);
+    if (setup_signals() < 0) {
+        json_decref(spec);
+        fprintf(stderr, "jobctl: cannot create a pipe: %s\n", strerror(errno));
+        return EXIT_OSERR;
+    }
+    fo.wake_fd = wake_pipe[0];
+    rc = jobd_client_submit_json(c, spec, &so, &job, &err);
+    json_decref(spec);
+    if (rc < 0)
+        return report(&err);
+    snprintf(id, sizeof id, "%s", jobd_job_str(job, "id") ? jobd_job_str(job, "id") : "");
+    json_decref(job);
+    job = NULL;
+    rs.id = id;
+    /* A signal during the submission cancels the job now that it has an id. */
+    run_tick(&rs);
+    if (sig_count >= 2)
+        return 128 + sig_last;
+    rc = jobd_client_follow(c, id, &fo, run_output, &rs, &err);
+    if (rc == -ECANCELED && sig_count >= 2)
+        return 128 + sig_last;
+    if (rc < 0 && err.status != 404)
+        return report(&err);
+    /* The streams end with the job; this look is immediate unless the server stopped early. */
+    rc = jobd_client_wait(c, id, -1, &job, &err);
+    if (rc < 0)
+        return report(&err);
+    status = job_exit_status(job, rs.cancel_sent ? rs.cancel_signal : 0);
+    if (cli->json) {
+        print_json(job);
+    } else {
+        const char *state = jobd_job_str(job, "state");
+        const char *why = jobd_job_str(job, "error");
+        if (status == EXIT_NOTRUN && strcmp(state, "failed") == 0)
+            fprintf(stderr, "jobctl: job %s could not run: %s\n", id, why ? why : "unknown error");
+        else if (strcmp(state, "timed_out") == 0)
+            fprintf(stderr, "jobctl: job %s %s\n", id, why ? why : "timed out");
+        else if (strcmp(state, "cancelled") == 0)
+            fprintf(stderr, "jobctl: job %s was cancelled\n", id);
+    }
+    json_decref(job);
+    return status;
+}
+
+/* ---- the other commands ---- */
+
+static int cmd_submit(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_submit_options so = {.idempotency_key = cli->idem_key};
+    struct jobd_client_error err;
+    struct jobd_error serr;
+    struct jobd_spec spec;
+    json_t *js, *job = NULL;
+    char *in = NULL;
+    size_t inlen = 0;
+    int rc;
+
+    if ((rc = job_stdin(cli, &in, &inlen)) != 0)
+        return rc;
+    js = cli_spec(cli, in, inlen, &serr);
+    free(in);
+    if (!js)
+        return local_spec_error(&serr);
+    /* cli_spec checked it already; the struct is what the library submits. */
+    rc = jobd_spec_parse(js, &spec, &serr);
+    json_decref(js);
+    if (rc < 0)
+        return local_spec_error(&serr);
+    rc = jobd_client_submit(c, &spec, &so, &job, &err);
+    jobd_spec_free(&spec);
+    if (rc < 0)
+        return report(&err);
+    if (cli->json)
+        print_json(job);
+    else
+        printf("%s\n", jobd_job_str(job, "id"));
+    json_decref(job);
+    return 0;
+}
+
+static int cmd_status(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+    json_t *job = NULL;
+
+    if (jobd_client_get(c, cli->id, &job, &err) < 0)
+        return report(&err);
+    if (cli->json)
+        print_json(job);
+    else
+        fmt_job(stdout, job, jobd_now_ms());
+    json_decref(job);
+    return 0;
+}
+
+static int cmd_wait(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+    json_t *job = NULL;
+    int rc, status;
+
+    rc = jobd_client_wait(c, cli->id, cli->wait_timeout, &job, &err);
+    if (rc < 0)
+        return report(&err);
+    status = rc == 1 ? EXIT_TEMPFAIL : job_exit_status(job, 0);
+    if (cli->json) {
+        print_json(job);
+    } else if (rc == 1) {
+        fprintf(stderr, "jobctl: job %s is still %s after %g s\n", cli->id,
+                jobd_job_str(job, "state"), cli->wait_timeout);
+    } else {
+        char exitbuf[LIST_COLS][128];
+        const char *why = jobd_job_str(job, "error");
+        fmt_list_row(job, jobd_now_ms(), exitbuf);
+        printf("%s %s (exit %s, %s)%s%s\n", cli->id, jobd_job_str(job, "state"), exitbuf[3],
+               exitbuf[7], why ? ": " : "", why ? why : "");
+    }
+    json_decref(job);
+    return status;
+}
+
+struct logs_state {
+    bool json;
+};
+
+static int logs_output(void *arg, enum jobd_stream stream, const char *data, size_t len) {
+    struct logs_state *ls = arg;
+
+    if (ls->json) {
+        size_t n;
+        char *clean = utf8_sanitize(data, len, &n);
+        json_t *o = clean ? json_pack("{s:s,s:s%}", "stream",
+                                      stream == JOBD_STDERR ? "stderr" : "stdout", "data", clean, n)
+                          : NULL;
+        char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        free(clean);
+        json_decref(o);
+        if (!s)
+            return 1;
+        printf("%s\n", s);
+        free(s);
+        fflush(stdout);
+        return 0;
+    }
+    if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0)
+        return 1;
+    return 0;
+}
+
+static int cmd_logs(struct jobd_client *c, const struct cli *cli) {
+    enum jobd_stream which = cli->err_stream ? JOBD_STDERR : JOBD_STDOUT;
+    struct jobd_client_error err;
+    struct logs_state ls = {.json = cli->json};
+    char *data = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (cli->follow) {
+        struct jobd_follow_options fo = {.wake_fd = -1};
+        fo.streams[which] = true;
+        rc = jobd_client_follow(c, cli->id, &fo, logs_output, &ls, &err);
+        if (rc == -ECANCELED) {
+            fprintf(stderr, "jobctl: cannot write the output: %s\n", strerror(errno));
+            return EXIT_OSERR;
+        }
+        return rc < 0 ? report(&err) : 0;
+    }
+    if (jobd_client_read_output(c, cli->id, which, 0, &data, &len, &err) < 0)
+        return report(&err);
+    if (cli->json) {
+        size_t n;
+        char *clean = utf8_sanitize(data, len, &n);
+        json_t *o = clean ? json_pack("{s:s,s:s,s:I,s:s%}", "id", cli->id, "stream",
+                                      which == JOBD_STDERR ? "stderr" : "stdout", "bytes",
+                                      (json_int_t)len, "data", clean, n)
+                          : NULL;
+        free(clean);
+        if (o)
+            print_json(o);
+        json_decref(o);
+        rc = o ? 0 : EXIT_OSERR;
+    } else {
+        rc = fwrite(data, 1, len, stdout) == len ? 0 : EXIT_OSERR;
+    }
+    free(data);
+    return rc;
+}
+
+static int cmd_cancel(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+    json_t *job = NULL;
+
+    if (jobd_client_cancel(c, cli->id, &job, &err) < 0)
+        return report(&err);
+    if (cli->json)
+        print_json(job);
+    else
+        printf("%s: cancel requested (state: %s)\n", cli->id, jobd_job_str(job, "state"));
+    json_decref(job);
+    return 0;
+}
+
+static int cmd_rm(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+
+    if (jobd_client_delete(c, cli->id, &err) < 0)
+        return report(&err);
+    if (cli->json)
+        printf("{\"id\": \"%s\", \"deleted\": true}\n", cli->id);
+    else
+        printf("%s removed\n", cli->id);
+    return 0;
+}
+
+struct list_state {
+    bool json;
+    json_t *array;
+    struct table *table;
+    int64_t now;
+};
+
+static int list_one(void *arg, json_t *job) {
+    struct list_state *ls = arg;
+
+    if (ls->json)
+        return json_array_append(ls->array, job) == 0 ? 0 : -ENOMEM;
+    char cells[LIST_COLS][128];
+    const char *row[LIST_COLS];
+    fmt_list_row(job, ls->now, cells);
+    for (int i = 0; i < LIST_COLS; i++)
+        row[i] = cells[i];
+    return table_add(ls->table, row);
+}
+
+static int cmd_list(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_list_query q = {.state = cli->state, .name = cli->list_name, .label = cli->label,
+                                .limit = (int)cli->page_size};
+    struct list_state ls = {.json = cli->json, .now = jobd_now_ms()};
+    struct jobd_client_error err;
+    int rc;
+
+    if (cli->json)
+        ls.array = json_array();
+    else
+        ls.table = table_new(LIST_COLS, list_headers);
+    if (!ls.array && !ls.table) {
+        fputs("jobctl: out of memory\n", stderr);
+        return EXIT_OSERR;
+    }
+    rc = jobd_client_list_each(c, &q, cli->all ? 0 : (size_t)cli->list_limit, list_one, &ls, &err);
+    if (rc == 0) {
+        if (cli->json)
+            print_json(ls.array);
+        else
+            table_print(ls.table, stdout);
+    } else if (rc > 0 || rc == -ENOMEM) {
+        fputs("jobctl: out of memory\n", stderr);
+        rc = EXIT_OSERR;
+    } else {
+        rc = report(&err);
+    }
+    json_decref(ls.array);
+    table_free(ls.table);
+    return rc;
+}
+
+static int cmd_health(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+    json_t *h = NULL;
+
+    if (jobd_client_healthz(c, &h, &err) < 0)
+        return report(&err);
+    if (cli->json)
+        print_json(h);
+    else
+        printf("%s: jobd %s at %s\n", jobd_job_str(h, "status") ? jobd_job_str(h, "status") : "?",
+               jobd_job_str(h, "version") ? jobd_job_str(h, "version") : "?", jobd_client_url(c));
+    json_decref(h);
+    return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-        printf("jobctl %s\n", JOBD_VERSION);
-        return 0;
+    struct jobd_client_options o = {0};
+    struct jobd_client_error err;
+    struct jobd_client *c;
+    struct cli cli;
+    char msg[512];
+    int rc;
+
+    rc = cli_parse(argc, argv, &cli, msg, sizeof msg);
+    if (rc) {
+        fprintf(stderr, "jobctl: %s\n", msg);
+        if (cli.cmd != CMD_NONE)
+            fprintf(stderr, "Try `jobctl help %s`.\n", cli_cmd_name(cli.cmd));
+        cli_free(&cli);
+        return rc;
     }
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        usage(stdout);
-        return 0;
+    if (cli.man || cli.version || cli.help || cli.cmd == CMD_HELP) {
+        if (cli.man)
+            cli_man(stdout);
+        else if (cli.version)
+            printf("jobctl %s\n", JOBD_VERSION);
+        else if (cli.cmd == CMD_HELP)
+            cli_help(stdout, cli.topic ? cli_cmd_lookup(cli.topic) : CMD_NONE);
+        else
+            cli_help(stdout, cli.cmd);
+        cli_free(&cli);
+        return fflush(stdout) == 0 ? 0 : EXIT_OSERR;
     }
-    usage(stderr);
-    return 2;
+    o.url = cli.server ? cli.server : getenv("JOBD_URL");
+    if (!o.url || !*o.url)
+        o.url = JOBCTL_DEFAULT_URL;
+    o.token = cli.token ? cli.token : getenv("JOBD_TOKEN");
+    o.connect_timeout_ms = (long)(cli.connect_timeout * 1000);
+    o.user_agent = "jobctl/" JOBD_VERSION;
+    c = jobd_client_new(&o, &err);
+    if (!c) {
+        rc = report(&err);
+        cli_free(&cli);
+        return rc;
+    }
+    switch (cli.cmd) {
+    case CMD_RUN:
+        rc = cmd_run(c, &cli);
+        break;
+    case CMD_SUBMIT:
+        rc = cmd_submit(c, &cli);
+        break;
+    case CMD_STATUS:
+        rc = cmd_status(c, &cli);
+        break;
+    case CMD_WAIT:
+        rc = cmd_wait(c, &cli);
+        break;
+    case CMD_LOGS:
+        rc = cmd_logs(c, &cli);
+        break;
+    case CMD_CANCEL:
+        rc = cmd_cancel(c, &cli);
+        break;
+    case CMD_RM:
+        rc = cmd_rm(c, &cli);
+        break;
+    case CMD_LIST:
+        rc = cmd_list(c, &cli);
+        break;
+    case CMD_HEALTH:
+        rc = cmd_health(c, &cli);
+        break;
+    default:
+        rc = EXIT_USAGE;
+    }
+    jobd_client_free(c);
+    cli_free(&cli);
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = EXIT_OSERR;
+    return rc;
 }

@@ -20,6 +20,7 @@
 #include "output.h"
 #include "scheduler.h"
 #include "store.h"
+#include "task_impl.h"
 
 #define MAX_WAIT_S    300
 #define DEFAULT_LIMIT 100
@@ -156,6 +157,18 @@ static void internal(struct http_req *req, int rc) {
                  strerror(-rc));
 }
 
+/* ---- validation beyond the spec's own rules ---- */
+
+int api_check_spec(const struct jobd_spec *spec, struct jobd_error *err) {
+    if (spec->kind == JOBD_SPEC_TASK && jobd_task_check_spec(spec->task, spec->args, err) < 0)
+        return -EINVAL;
+    if (spec->executor == JOBD_EXEC_REMOTE)
+        return jobd_error_set(err, "executor",
+                              "'remote' needs worker nodes, which this jobd does not have; use "
+                              "'process' or 'thread'");
+    return 0;
+}
+
 /* ---- answering with a job ---- */
 
 static void respond_doc(struct http_req *req, unsigned status, char *doc) {
@@ -257,16 +270,9 @@ static void create_first(struct http_req *req, struct job_req *jr) {
             http_problem(req, 400, "invalid-spec", "Invalid job spec", NULL, "%s", err.message);
         return;
     }
-    if (spec.kind == JOBD_SPEC_TASK) {
-        http_problem(req, 400, "invalid-spec", "Invalid job spec", "task",
-                     "task: no such task '%s' (GET /v1/tasks lists the tasks)", spec.task);
-        jobd_spec_free(&spec);
-        return;
-    }
-    if (spec.executor != JOBD_EXEC_PROCESS) {
-        http_problem(req, 400, "invalid-spec", "Invalid job spec", "executor",
-                     "executor: '%s' is not available on this jobd; use 'process'",
-                     jobd_executor_name(spec.executor));
+    if (api_check_spec(&spec, &err) < 0) {
+        http_problem(req, 400, "invalid-spec", "Invalid job spec", err.field, "%s: %s", err.field,
+                     err.message);
         jobd_spec_free(&spec);
         return;
     }

@@ -1,10 +1,12 @@
 /*
  * api_system.c: GET /healthz and the routing table of the whole API.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
+#include "jobd/task.h"
 #include "scheduler.h"
 
 void api_healthz(struct http_req *req) {
@@ -12,9 +14,63 @@ void api_healthz(struct http_req *req) {
     struct sched_stats st;
 
     sched_stats(app->sched, &st);
+    /*
+     * Stuck task threads do not make jobd unhealthy (it serves on with the
+     * others), but they are reported so a person can look.
+     */
     http_respond_json(req, 200,
-                      json_pack("{s:s, s:s, s:i, s:i}", "status", "ok", "version", JOBD_VERSION,
-                                "queued", st.queued, "running", st.running));
+                      json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i}", "status", "ok", "version",
+                                JOBD_VERSION, "queued", st.queued, "running", st.running, "threads",
+                                st.threads, "threads_busy", st.running_thread, "threads_stuck",
+                                st.stuck_threads));
+}
+
+/* GET /v1/tasks: the registry, in name order. */
+void api_tasks_list(struct http_req *req) {
+    json_t *arr = json_array();
+    size_t n = jobd_task_count();
+
+    for (size_t i = 0; arr && i < n; i++) {
+        const struct jobd_task_def *d = jobd_task_at(i);
+        if (d)
+            json_array_append_new(arr, json_pack("{s:s, s:s}", "name", d->name, "description",
+                                                 d->description ? d->description : ""));
+    }
+    http_respond_json(req, 200, arr ? json_pack("{s:o}", "tasks", arr) : NULL);
+}
+
+/* GET /metrics: Prometheus text format. */
+void api_metrics(struct http_req *req) {
+    struct app *app = http_app(req);
+    struct sched_stats st;
+    char *buf = NULL;
+    int n;
+
+    sched_stats(app->sched, &st);
+    n = asprintf(&buf,
+                 "# HELP jobd_jobs_queued Jobs waiting to run.\n"
+                 "# TYPE jobd_jobs_queued gauge\n"
+                 "jobd_jobs_queued %d\n"
+                 "# HELP jobd_jobs_running Jobs running, by executor.\n"
+                 "# TYPE jobd_jobs_running gauge\n"
+                 "jobd_jobs_running{executor=\"process\"} %d\n"
+                 "jobd_jobs_running{executor=\"thread\"} %d\n"
+                 "# HELP jobd_task_threads Size of the task thread pool.\n"
+                 "# TYPE jobd_task_threads gauge\n"
+                 "jobd_task_threads %d\n"
+                 "# HELP jobd_task_threads_stuck Task threads stuck in an abandoned task.\n"
+                 "# TYPE jobd_task_threads_stuck gauge\n"
+                 "jobd_task_threads_stuck %d\n"
+                 "# HELP jobd_changes_total Job changes published (the last seq).\n"
+                 "# TYPE jobd_changes_total counter\n"
+                 "jobd_changes_total %lld\n",
+                 st.queued, st.running_process, st.running_thread, st.threads, st.stuck_threads,
+                 (long long)st.seq);
+    if (n < 0) {
+        http_problem(req, 503, "internal", "Internal error", NULL, "out of memory");
+        return;
+    }
+    http_respond_buf(req, 200, "text/plain; version=0.0.4", buf, (size_t)n);
 }
 
 /* The contract, embedded at build time (openapi_data.c, generated). */
@@ -32,16 +88,22 @@ void api_openapi(struct http_req *req) {
     http_respond_buf(req, 200, "application/yaml", copy, openapi_yaml_len);
 }
 
+/* method, path, handler, needs the token, takes a JSON body, takes a big body */
 const struct http_route api_routes[] = {
-    {"GET", "/healthz", api_healthz, false, false},
-    {"POST", "/v1/jobs", api_jobs_create, true, true},
-    {"GET", "/v1/jobs", api_jobs_list, true, false},
-    {"GET", "/v1/jobs/{}", api_jobs_get, true, false},
-    {"DELETE", "/v1/jobs/{}", api_jobs_delete, true, false},
-    {"POST", "/v1/jobs/{}/cancel", api_jobs_cancel, true, false},
-    {"GET", "/v1/jobs/{}/stdout", api_jobs_stdout, true, false},
-    {"GET", "/v1/jobs/{}/stderr", api_jobs_stderr, true, false},
-    {"GET", "/v1/openapi.yaml", api_openapi, true, false},
+    {"GET", "/healthz", api_healthz, false, false, false},
+    {"POST", "/v1/jobs", api_jobs_create, true, true, false},
+    {"GET", "/v1/jobs", api_jobs_list, true, false, false},
+    {"GET", "/v1/jobs/{}", api_jobs_get, true, false, false},
+    {"DELETE", "/v1/jobs/{}", api_jobs_delete, true, false, false},
+    {"POST", "/v1/jobs/{}/cancel", api_jobs_cancel, true, false, false},
+    {"GET", "/v1/jobs/{}/stdout", api_jobs_stdout, true, false, false},
+    {"GET", "/v1/jobs/{}/stderr", api_jobs_stderr, true, false, false},
+    {"GET", "/v1/openapi.yaml", api_openapi, true, false, false},
+    {"GET", "/v1/tasks", api_tasks_list, true, false, false},
+    {"POST", "/v1/batches", api_batches_create, true, true, true},
+    {"GET", "/v1/batches/{}", api_batches_get, true, false, false},
+    {"POST", "/v1/batches/{}/cancel", api_batches_cancel, true, false, false},
+    {"GET", "/metrics", api_metrics, true, false, false},
 };
 
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];

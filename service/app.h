@@ -22,6 +22,14 @@ struct app {
 extern const struct http_route api_routes[];
 extern const size_t api_n_routes;
 
+/*
+ * Checks of a parsed spec that need the service (tasks registered, executors
+ * available). Return 0, or -EINVAL after filling err.
+ */
+struct jobd_spec;
+struct jobd_error;
+int api_check_spec(const struct jobd_spec *spec, struct jobd_error *err);
+
 /* Handlers, one file per resource. */
 void api_jobs_create(struct http_req *req);
 void api_jobs_list(struct http_req *req);
@@ -32,5 +40,10 @@ void api_jobs_stdout(struct http_req *req);
 void api_jobs_stderr(struct http_req *req);
 void api_healthz(struct http_req *req);
 void api_openapi(struct http_req *req);
+void api_tasks_list(struct http_req *req);
+void api_metrics(struct http_req *req);
+void api_batches_create(struct http_req *req);
+void api_batches_get(struct http_req *req);
+void api_batches_cancel(struct http_req *req);
 
 #endif

@@ -29,6 +29,9 @@ static const char usage_text[] =
     "  --retention SECONDS        keep ended jobs this long (default 604800)\n"
     "  --shutdown-grace SECONDS   time running jobs get on SIGTERM (default 10)\n"
     "  --http-threads N           HTTP worker threads (default 2)\n"
+    "  --threads N                task worker threads (default: the number of cores)\n"
+    "  --plugin PATH.so           load tasks from a shared library (repeatable)\n"
+    "  --max-batch-body BYTES     largest POST /v1/batches body (default 67108864)\n"
     "  --max-connections N        open connections at most (default 4096)\n"
     "  --connection-timeout SECS  idle connection timeout (default 60)\n"
     "  --log-format plain|json    log line format on stderr (default plain)\n"
@@ -50,6 +53,9 @@ enum {
     OPT_MAX_CONNS,
     OPT_CONN_TIMEOUT,
     OPT_LOG_FORMAT,
+    OPT_THREADS,
+    OPT_PLUGIN,
+    OPT_MAX_BATCH_BODY,
     OPT_VERSION,
     OPT_HELP,
 };
@@ -69,6 +75,9 @@ static const struct option long_opts[] = {
     {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
     {"connection-timeout", required_argument, NULL, OPT_CONN_TIMEOUT},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"plugin", required_argument, NULL, OPT_PLUGIN},
+    {"max-batch-body", required_argument, NULL, OPT_MAX_BATCH_BODY},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -198,6 +207,8 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
     cfg->retention = 7 * 86400;
     cfg->shutdown_grace = 10;
     cfg->http_threads = 2;
+    cfg->threads = (int)(ncpu > 0 ? ncpu : 2);
+    cfg->max_batch_body = (int64_t)64 << 20;
     cfg->max_connections = 4096;
     cfg->connection_timeout = 60;
 
@@ -207,7 +218,7 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
         switch (c) {
         case OPT_LISTEN:
             if (parse_listen(cfg, optarg, err) < 0)
-                return -1;
+                goto fail;
             break;
         case OPT_DATA_DIR:
             data_dir = optarg;
@@ -220,60 +231,80 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
             break;
         case OPT_MAX_PROCS:
             if (parse_int("max-procs", optarg, 1, 65536, &v, err) < 0)
-                return -1;
+                goto fail;
             cfg->max_procs = (int)v;
             break;
         case OPT_MAX_QUEUED:
             if (parse_int("max-queued", optarg, 1, 100000000, &v, err) < 0)
-                return -1;
+                goto fail;
             cfg->max_queued = (int)v;
             break;
         case OPT_MAX_BODY:
             if (parse_int("max-body", optarg, 1024, (int64_t)1 << 30, &v, err) < 0)
-                return -1;
+                goto fail;
             cfg->max_body = v;
             break;
         case OPT_MAX_OUTPUT:
             if (parse_int("max-output", optarg, 1024, (int64_t)1 << 40, &v, err) < 0)
-                return -1;
+                goto fail;
             cfg->max_output = v;
             break;
         case OPT_RETENTION:
             if (parse_seconds("retention", optarg, 1, 1e10, &cfg->retention, err) < 0)
-                return -1;
+                goto fail;
             break;
         case OPT_SHUTDOWN_GRACE:
             if (parse_seconds("shutdown-grace", optarg, 0, 86400, &cfg->shutdown_grace, err) < 0)
-                return -1;
+                goto fail;
             break;
         case OPT_HTTP_THREADS:
             if (parse_int("http-threads", optarg, 1, 256, &v, err) < 0)
-                return -1;
+                goto fail;
             cfg->http_threads = (int)v;
             break;
         case OPT_MAX_CONNS:
             if (parse_int("max-connections", optarg, 16, 1000000, &v, err) < 0)
-                return -1;
+                goto fail;
             cfg->max_connections = (int)v;
             break;
         case OPT_CONN_TIMEOUT:
             if (parse_int("connection-timeout", optarg, 1, 86400, &v, err) < 0)
-                return -1;
+                goto fail;
             cfg->connection_timeout = (int)v;
+            break;
+        case OPT_THREADS:
+            if (parse_int("threads", optarg, 1, 1024, &v, err) < 0)
+                goto fail;
+            cfg->threads = (int)v;
+            break;
+        case OPT_PLUGIN: {
+            const char **np = realloc(cfg->plugins, (size_t)(cfg->n_plugins + 1) * sizeof *np);
+            if (!np)
+                goto fail;
+            cfg->plugins = np;
+            cfg->plugins[cfg->n_plugins++] = optarg;
+            break;
+        }
+        case OPT_MAX_BATCH_BODY:
+            if (parse_int("max-batch-body", optarg, 1024, (int64_t)1 << 32, &v, err) < 0)
+                goto fail;
+            cfg->max_batch_body = v;
             break;
         case OPT_LOG_FORMAT:
             if (strcmp(optarg, "json") == 0) {
                 cfg->log_json = true;
             } else if (strcmp(optarg, "plain") != 0) {
                 fprintf(err, "jobd: --log-format: must be plain or json, not '%s'\n", optarg);
-                return -1;
+                goto fail;
             }
             break;
         case OPT_VERSION:
             fprintf(out, "jobd %s\n", JOBD_VERSION);
+            config_free(cfg);
             return 1;
         case OPT_HELP:
             fputs(usage_text, out);
+            config_free(cfg);
             return 1;
         default:
             if (optopt)
@@ -281,44 +312,44 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
             else
                 fprintf(err, "jobd: unknown option: %s\n", argv[optind - 1]);
             fputs("Try 'jobd --help'.\n", err);
-            return -1;
+            goto fail;
         }
     }
     if (optind < argc) {
         fprintf(err, "jobd: unexpected argument: %s\nTry 'jobd --help'.\n", argv[optind]);
-        return -1;
+        goto fail;
     }
 
     if (token_file) {
         cfg->token = read_token_file(token_file, err);
         if (!cfg->token)
-            return -1;
+            goto fail;
     } else if (getenv("JOBD_TOKEN") && *getenv("JOBD_TOKEN")) {
         cfg->token = strdup(getenv("JOBD_TOKEN"));
         if (!cfg->token)
-            return -1;
+            goto fail;
     }
     if (!cfg->token && !cfg->insecure && !config_is_loopback(cfg)) {
         fprintf(err,
                 "jobd: refusing to listen on %s without a token: anyone who can reach it could "
                 "run commands. Set --token-file or JOBD_TOKEN, or pass --insecure.\n",
                 cfg->listen_host);
-        config_free(cfg);
-        return -1;
+        goto fail;
     }
 
     if (mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
         fprintf(err, "jobd: cannot create data directory %s: %s\n", data_dir, strerror(errno));
-        config_free(cfg);
-        return -1;
+        goto fail;
     }
     cfg->data_dir = realpath(data_dir, NULL);
     if (!cfg->data_dir) {
         fprintf(err, "jobd: data directory %s: %s\n", data_dir, strerror(errno));
-        config_free(cfg);
-        return -1;
+        goto fail;
     }
     return 0;
+fail:
+    config_free(cfg);
+    return -1;
 }
 
 bool config_is_loopback(const struct config *cfg) {
@@ -331,6 +362,9 @@ void config_free(struct config *cfg) {
         free(cfg->token);
     }
     free(cfg->data_dir);
+    free(cfg->plugins);
     cfg->token = NULL;
     cfg->data_dir = NULL;
+    cfg->plugins = NULL;
+    cfg->n_plugins = 0;
 }

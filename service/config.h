@@ -24,6 +24,10 @@ struct config {
     double retention;      /* seconds */
     double shutdown_grace; /* seconds */
     int http_threads;
+    int threads;          /* task worker threads */
+    const char **plugins; /* --plugin paths (borrowed from argv), n_plugins of them */
+    int n_plugins;
+    int64_t max_batch_body; /* body cap of POST /v1/batches */
     int max_connections;
     int connection_timeout; /* seconds */
     bool log_json;

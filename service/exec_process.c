@@ -5,7 +5,8 @@
  *
  * - The executor thread owns every attempt (struct attempt) and everything
  *   an attempt holds: the child's pid, its pidfd, the parent ends of its
- *   stdin/stdout/stderr pipes, its output writers and its timers. It also
+ *   stdin/stdout/stderr pipes (and of a task's result pipe), its output
+ *   writers, a task's result buffer and its timers. It also
  *   owns the epoll set, the read buffer and /dev/null. No other thread ever
  *   touches them, so they need no lock.
  * - ep->lock guards the inbox (a FIFO of start, cancel and stop-all requests),
@@ -23,7 +24,8 @@
  *   SIGKILL, so until then the group id cannot be reused and a signal sent
  *   to -pid never reaches a stranger. Every child is reaped: no zombie.
  * - Everything is opened close-on-exec, and each child closes every fd above
- *   2 before execve, so a child holds only its own three streams.
+ *   2 before execve, so a child holds only its own three streams (a task
+ *   child: those and its result pipe on fd 3, itself close-on-exec).
  * - An attempt is freed only between epoll batches (after the `done` list is
  *   handled), so an epoll event that points to it is never dangling; a
  *   watch whose fd was closed earlier in the batch is recognised by fd == -1.
@@ -37,16 +39,35 @@
  * to SIG_DFL (an ignored SIGPIPE must not reach the job) and unblocks them
  * just before execve. ThreadSanitizer turns vfork into fork, so under TSan
  * the child also sends its report through a close-on-exec pipe.
+ *
+ * Tasks: a task spec runs its C function in a child made with fork(), not
+ * vfork(): the child runs arbitrary code, and glibc's fork leaves malloc
+ * and stdio usable in it (a lock another thread held at the fork stays
+ * held, so a task must not need jobd's own locks). The task is looked up in
+ * the parent. The child sets itself up as a command's child does (own
+ * group, default signals, cwd if the spec has one, stdin from /dev/null,
+ * its output on 1 and 2, every fd above 3 closed, then rlimits), reporting
+ * a failed step through the report pipe and closing it once set-up is done;
+ * the parent waits for that EOF, so a set-up failure is EXEC_START_FAILED
+ * as for a command. Then the child calls the function with a struct
+ * jobd_task whose output goes straight to fds 1 and 2, writes one JSON
+ * document {"exit", "result", "error"} to the result pipe on fd 3 and
+ * _exits with the task's exit code. The parent reads that pipe through
+ * epoll like stdout and stderr, into memory (at most TASK_RESULT_MAX
+ * bytes), and the attempt is over only once the pipe is at EOF too. A crash
+ * only kills the child; timeout and cancel signal its group as for commands.
  */
 #include "exec_process.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -57,6 +78,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../lib/task_impl.h" /* struct jobd_task: an executor fills it (not installed) */
+#include "jobd/task.h"
 #include "jobd/util.h"
 #include "output.h"
 
@@ -71,15 +94,17 @@
 #define EXEC_FORK_COPIES 0
 #endif
 
-#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
-#define READ_BUF     (128 * 1024)  /* bytes per read() from a child's pipe */
-#define READ_BUDGET  (1024 * 1024) /* bytes read from one pipe per loop turn, for fairness */
-#define DRAIN_MS     1000          /* how long to wait for EOF after the child exited */
-#define MAX_EVENTS   64
-#define KERNEL_NSIG  64                                               /* signals 1..64 on Linux */
-#define SIGSET_LONGS (KERNEL_NSIG / (8 * (int)sizeof(unsigned long))) /* a kernel sigset_t */
+#define DEFAULT_PATH    "/usr/local/bin:/usr/bin:/bin"
+#define READ_BUF        (128 * 1024)  /* bytes per read() from a child's pipe */
+#define READ_BUDGET     (1024 * 1024) /* bytes read from one pipe per loop turn, for fairness */
+#define DRAIN_MS        1000          /* how long to wait for EOF after the child exited */
+#define MAX_EVENTS      64
+#define TASK_RESULT_MAX (16 * 1024 * 1024) /* bytes of a task's result document */
+#define TASK_RESULT_FD  3                  /* where a task child writes its result document */
+#define KERNEL_NSIG     64                 /* signals 1..64 on Linux */
+#define SIGSET_LONGS    (KERNEL_NSIG / (8 * (int)sizeof(unsigned long))) /* a kernel sigset_t */
 
-enum watch_kind { W_EVENT = 0, W_PIDFD, W_STDIN, W_STDOUT, W_STDERR };
+enum watch_kind { W_EVENT = 0, W_PIDFD, W_STDIN, W_STDOUT, W_STDERR, W_RESULT };
 
 /* What an epoll event points to: an attempt (NULL for the eventfd) and which of its fds. */
 struct watch {
@@ -97,10 +122,14 @@ struct attempt {
     const struct jobd_spec *spec; /* borrowed until `exited` */
     pid_t pid;                    /* also the process group */
     int pidfd, in_fd, out_fd[2];  /* -1 once closed */
+    int res_fd;                   /* a task's result pipe; -1 once closed, and for commands */
     size_t in_off;                /* stdin bytes written so far */
     struct output_writer *w[2];
     int64_t reported[2]; /* readable last given to cb->output */
-    struct watch watch[5];
+    struct watch watch[6];
+    char *res_buf;           /* a task's result document so far (not NUL-terminated) */
+    size_t res_len, res_cap; /* res_len <= TASK_RESULT_MAX */
+    const char *res_error;   /* static text: why the result document was dropped, or NULL */
     enum exec_end end;
     bool stopping;  /* kill_signal sent (cancel, timeout or stop-all) */
     bool killed;    /* SIGKILL sent to the group */
@@ -209,6 +238,38 @@ static int child_close_range(unsigned int lo, unsigned int hi, unsigned int max_
     return 0;
 }
 
+/* Set every signal's disposition to SIG_DFL in the child. Return 0, or -1 with errno. */
+static int child_reset_signals(void) {
+    /* A kernel struct sigaction of zeros is SIG_DFL, no flags, empty mask, on every layout. */
+    unsigned long kact[8] = {0};
+    for (int sig = 1; sig <= KERNEL_NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (syscall(SYS_rt_sigaction, sig, kact, NULL, (size_t)(KERNEL_NSIG / 8)) < 0 &&
+            errno != EINVAL)
+            return -1;
+    }
+    return 0;
+}
+
+/* Unblock every signal in the child. Return 0, or -1 with errno. */
+static int child_unblock_signals(void) {
+    unsigned long empty[SIGSET_LONGS] = {0};
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, empty, NULL, (size_t)(KERNEL_NSIG / 8)) < 0)
+        return -1;
+    return 0;
+}
+
+/* Close every fd from `lo` up, except `keep` (when keep >= lo). Return 0, or -1 with errno. */
+static int child_close_from(unsigned int lo, int keep, unsigned int max_fd) {
+    if (keep >= (int)lo) {
+        if (child_close_range(lo, (unsigned int)keep - 1, max_fd) < 0)
+            return -1;
+        return child_close_range((unsigned int)keep + 1, ~0U, max_fd);
+    }
+    return child_close_range(lo, ~0U, max_fd);
+}
+
 /*
  * The child between vfork and execve. Only raw system calls: they are
  * async-signal-safe and no sanitizer intercepts them.
@@ -217,15 +278,8 @@ static _Noreturn void child_run(const struct child_plan *p, volatile struct chil
     if (syscall(SYS_setpgid, 0, 0) < 0)
         child_fail(p, rep, STEP_SETPGID, errno, 0);
 
-    /* A kernel struct sigaction of zeros is SIG_DFL, no flags, empty mask, on every layout. */
-    unsigned long kact[8] = {0};
-    for (int sig = 1; sig <= KERNEL_NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        if (syscall(SYS_rt_sigaction, sig, kact, NULL, (size_t)(KERNEL_NSIG / 8)) < 0 &&
-            errno != EINVAL)
-            child_fail(p, rep, STEP_SIGNALS, errno, 0);
-    }
+    if (child_reset_signals() < 0)
+        child_fail(p, rep, STEP_SIGNALS, errno, 0);
 
     if (syscall(SYS_chdir, p->cwd) < 0)
         child_fail(p, rep, STEP_CHDIR, errno, 0);
@@ -240,19 +294,10 @@ static _Noreturn void child_run(const struct child_plan *p, volatile struct chil
             child_fail(p, rep, STEP_STDIO, errno, 0);
     }
 
-    int rc;
-    if (p->report_fd >= 3) {
-        rc = child_close_range(3, (unsigned int)p->report_fd - 1, p->max_fd);
-        if (rc == 0)
-            rc = child_close_range((unsigned int)p->report_fd + 1, ~0U, p->max_fd);
-    } else {
-        rc = child_close_range(3, ~0U, p->max_fd);
-    }
-    if (rc < 0)
+    if (child_close_from(3, p->report_fd, p->max_fd) < 0)
         child_fail(p, rep, STEP_CLOSE, errno, 0);
 
-    unsigned long empty[SIGSET_LONGS] = {0};
-    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, empty, NULL, (size_t)(KERNEL_NSIG / 8)) < 0)
+    if (child_unblock_signals() < 0)
         child_fail(p, rep, STEP_SIGNALS, errno, 0);
 
     (void)syscall(SYS_execve, p->path, p->argv, p->envp);
@@ -279,6 +324,168 @@ static pid_t spawn_child(const struct child_plan *p, volatile struct child_repor
     return pid;
 }
 
+/* ---- task child side ------------------------------------------------------------------------ */
+
+/* Everything a task child needs, prepared before fork. */
+struct task_plan {
+    struct child_plan base; /* cwd (NULL: stay), fds 0..2, limits, max_fd, report_fd; no exec */
+    int result_fd;          /* the write end of the result pipe; becomes fd 3 */
+    const struct jobd_task_def *def;
+    const json_t *args;
+    const char *id;
+};
+
+/* Report a failed set-up step to the parent through the report pipe and exit. */
+static _Noreturn void task_child_fail(const struct task_plan *tp, int step, int err, int detail) {
+    struct child_report r = {step, err, detail};
+    (void)syscall(SYS_write, tp->base.report_fd, &r, sizeof(r));
+    _exit(127);
+}
+
+/* Write all of buf to fd, retrying EINTR and short writes. Return 0 or -errno. */
+static int write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* jobd_task_ops.write in a task child: streams 1 and 2 are the child's own fds 1 and 2. */
+static int task_child_write(jobd_task *t, int stream, const void *buf, size_t len) {
+    (void)t;
+    int rc = write_all(stream, buf, len);
+    return rc < 0 ? rc : (int)len;
+}
+
+/* The task's error text as a new JSON string; bytes that are not ASCII become '?' if needed. */
+static json_t *task_error_json(const char *error) {
+    json_t *s = json_string(error);
+    if (s != NULL)
+        return s;
+    char ascii[sizeof(((jobd_task *)0)->error)];
+    size_t i = 0;
+    for (; error[i] != '\0' && i + 1 < sizeof(ascii); i++)
+        ascii[i] = (unsigned char)error[i] < 0x80 ? error[i] : '?';
+    ascii[i] = '\0';
+    return json_string(ascii);
+}
+
+/*
+ * Send the task's outcome as one JSON document on TASK_RESULT_FD:
+ * {"exit": code, "result": <result or null>, "error": "<error or empty>"}.
+ * When it cannot be encoded or is over TASK_RESULT_MAX, send a document
+ * with no result that says so instead, and fail (exit code 1) a task that
+ * had succeeded. Return the exit code.
+ */
+static int task_child_send(const jobd_task *t, int code) {
+    const char *trouble = NULL;
+    json_t *doc =
+        json_pack("{s:i, s:O, s:o}", "exit", code, "result",
+                  t->result != NULL ? t->result : json_null(), "error", task_error_json(t->error));
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    if (text == NULL)
+        trouble = "cannot encode the task result";
+    else if (strlen(text) > TASK_RESULT_MAX)
+        trouble = "task result too large";
+    if (trouble != NULL) {
+        char small[128];
+        code = code != 0 ? code : 1;
+        int n = snprintf(small, sizeof(small), "{\"exit\":%d,\"result\":null,\"error\":\"%s\"}",
+                         code, trouble);
+        (void)write_all(TASK_RESULT_FD, small, (size_t)n);
+    } else {
+        (void)write_all(TASK_RESULT_FD, text, strlen(text)); /* EPIPE: the parent gave up */
+    }
+    free(text);
+    json_decref(doc);
+    return code;
+}
+
+/* Run the task function in the child and send its outcome. Return the exit code. */
+static int task_child_call(const struct task_plan *tp) {
+    static const struct jobd_task_ops ops = {task_child_write};
+    jobd_task t;
+
+    /* Drop what jobd had buffered in stdio: a flush here would put it into the job's output. */
+    __fpurge(stdout);
+    __fpurge(stderr);
+    if (jobd_task_init(&t) < 0) {
+        static const char doc[] =
+            "{\"exit\":1,\"result\":null,\"error\":\"cannot set up the task\"}";
+        (void)write_all(TASK_RESULT_FD, doc, sizeof(doc) - 1);
+        return 1;
+    }
+    t.ops = &ops;
+    snprintf(t.id, sizeof(t.id), "%s", tp->id);
+    jobd_task_enter(&t);
+    int rc = tp->def->fn(tp->args, &t);
+    jobd_task_leave();
+    /* Output the task wrote with stdio (printf) rather than jobd_task_printf goes out too. */
+    (void)fflush(stdout);
+    (void)fflush(stderr);
+    int code = rc == 0 ? 0 : rc >= 1 && rc <= 255 ? rc : 1;
+    return task_child_send(&t, code);
+}
+
+/*
+ * The task child after fork. fork (not vfork) copied the parent, and glibc
+ * makes malloc and stdio usable in the child, so this is ordinary C; what
+ * another thread of jobd held locked at the fork stays locked here, though.
+ * Set-up failures go to the parent through the report pipe, which the child
+ * closes once set-up is done (the parent waits for that EOF).
+ */
+static _Noreturn void task_child_run(const struct task_plan *tp) {
+    const struct child_plan *p = &tp->base;
+    if (setpgid(0, 0) < 0)
+        task_child_fail(tp, STEP_SETPGID, errno, 0);
+    if (child_reset_signals() < 0)
+        task_child_fail(tp, STEP_SIGNALS, errno, 0);
+    if (p->cwd != NULL && chdir(p->cwd) < 0)
+        task_child_fail(tp, STEP_CHDIR, errno, 0);
+    /* Sources are all >= 4 but fds[0] (/dev/null, >= 3), which is placed before fd 3 is. */
+    for (int i = 0; i < 3; i++) {
+        if (dup3(p->fds[i], i, 0) < 0)
+            task_child_fail(tp, STEP_STDIO, errno, 0);
+    }
+    if (dup3(tp->result_fd, TASK_RESULT_FD, O_CLOEXEC) < 0)
+        task_child_fail(tp, STEP_STDIO, errno, 0);
+    if (child_close_from(TASK_RESULT_FD + 1, p->report_fd, p->max_fd) < 0)
+        task_child_fail(tp, STEP_CLOSE, errno, 0);
+    /* Limits come after the fds: RLIMIT_NOFILE below 4 would forbid fd 3. */
+    for (int i = 0; i < p->n_limits; i++) {
+        if (syscall(SYS_prlimit64, 0, p->limits[i].resource, &p->limits[i].lim, NULL) < 0)
+            task_child_fail(tp, STEP_RLIMIT, errno, i);
+    }
+    if (child_unblock_signals() < 0)
+        task_child_fail(tp, STEP_SIGNALS, errno, 0);
+    (void)close(p->report_fd);
+    _exit(task_child_call(tp));
+}
+
+/* fork and start the task child. Return its pid, or -1 and errno. */
+static pid_t fork_task_child(const struct task_plan *tp) {
+    /* As for vfork: no handler of jobd may run in the child before it resets them. */
+    unsigned long all[SIGSET_LONGS], old[SIGSET_LONGS];
+    memset(all, 0xff, sizeof(all));
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, all, old, (size_t)(KERNEL_NSIG / 8)) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0)
+        task_child_run(tp);
+    int saved = errno;
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, old, NULL, (size_t)(KERNEL_NSIG / 8)) < 0)
+        abort(); /* cannot happen: the same call just worked */
+    errno = saved;
+    return pid;
+}
+
 /* ---- helpers -------------------------------------------------------------------------------- */
 
 static void close_fd(int *fd) {
@@ -288,11 +495,14 @@ static void close_fd(int *fd) {
     }
 }
 
-/* Make sure fd is >= 3 (so dup3 onto 0..2 never clobbers a source). Return 0 or -errno. */
-static int move_above_stdio(int *fd) {
-    if (*fd >= 3)
+/*
+ * Make sure fd is >= lowest (so dup3 onto the fds below never clobbers a
+ * source), keeping it close-on-exec. Return 0 or -errno.
+ */
+static int move_fd_up(int *fd, int lowest) {
+    if (*fd >= lowest)
         return 0;
-    int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+    int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, lowest);
     if (nfd < 0)
         return -errno;
     (void)close(*fd);
@@ -531,7 +741,7 @@ static void watch_close(struct exec_proc *ep, int *fd) {
 }
 
 static void mark_done_if_over(struct exec_proc *ep, struct attempt *a) {
-    if (a->done || !a->reaped || a->out_fd[0] >= 0 || a->out_fd[1] >= 0)
+    if (a->done || !a->reaped || a->out_fd[0] >= 0 || a->out_fd[1] >= 0 || a->res_fd >= 0)
         return;
     a->done = true;
     a->next_done = ep->done;
@@ -551,6 +761,7 @@ static void free_attempt(struct attempt *a) {
         return;
     for (int s = 0; s < 2; s++)
         output_writer_close(a->w[s]);
+    free(a->res_buf);
     free(a);
 }
 
@@ -644,6 +855,127 @@ static char **build_env(const struct exec_proc *ep, const struct jobd_spec *spec
     return envp;
 }
 
+/* Copy the spec's resource limits into the plan. */
+static void plan_limits(struct child_plan *plan, const struct jobd_spec *spec) {
+    const struct {
+        int64_t v;
+        int resource;
+    } lims[3] = {{spec->limits.cpu_seconds, RLIMIT_CPU},
+                 {spec->limits.memory_bytes, RLIMIT_AS},
+                 {spec->limits.open_files, RLIMIT_NOFILE}};
+    for (int i = 0; i < 3; i++) {
+        if (lims[i].v < 0)
+            continue;
+        plan->limits[plan->n_limits].resource = lims[i].resource;
+        plan->limits[plan->n_limits].lim.cur = (uint64_t)lims[i].v;
+        plan->limits[plan->n_limits].lim.max = (uint64_t)lims[i].v;
+        plan->n_limits++;
+    }
+}
+
+/* Read a child's set-up report until EOF (set-up done: STEP_OK) or a failure record. */
+static void read_report(int fd, struct child_report *r) {
+    ssize_t n;
+    do
+        n = read(fd, r, sizeof(*r));
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(*r))
+        r->step = STEP_OK;
+}
+
+/*
+ * Fork the child of a task attempt. Like spawn, which calls it: on success
+ * fill a's pid and fds (res_fd too) and return 0; on failure fill err and
+ * return -1 with nothing left open and any child reaped.
+ */
+static int spawn_task(struct exec_proc *ep, struct attempt *a, char *err, size_t errlen) {
+    const struct jobd_spec *spec = a->spec;
+    int child_out[2] = {-1, -1}, child_res = -1, report[2] = {-1, -1};
+    int rc = -1;
+    struct task_plan tp;
+    memset(&tp, 0, sizeof(tp));
+
+    tp.def = jobd_task_lookup(spec->task);
+    if (tp.def == NULL) {
+        snprintf(err, errlen, "no such task: %s", spec->task ? spec->task : "");
+        return -1;
+    }
+    tp.args = spec->args;
+    tp.id = a->id;
+    tp.base.cwd = spec->cwd;
+    tp.base.max_fd = ep->max_fd;
+    plan_limits(&tp.base, spec);
+
+    /* Parent ends non-blocking; child ends moved above 3 so dup3 onto 0..3 clobbers none. */
+    int pfd[2];
+    for (int s = 0; s < 3; s++) {
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+            goto syserr;
+        int *parent_end = s < 2 ? &a->out_fd[s] : &a->res_fd;
+        int *child_end = s < 2 ? &child_out[s] : &child_res;
+        *parent_end = pfd[0];
+        *child_end = pfd[1];
+        if (set_nonblock(*parent_end) < 0 || move_fd_up(child_end, TASK_RESULT_FD + 1) < 0)
+            goto syserr;
+    }
+    if (pipe2(report, O_CLOEXEC) < 0 || move_fd_up(&report[1], TASK_RESULT_FD + 1) < 0)
+        goto syserr;
+    tp.base.fds[0] = ep->devnull;
+    tp.base.fds[1] = child_out[0];
+    tp.base.fds[2] = child_out[1];
+    tp.base.report_fd = report[1];
+    tp.result_fd = child_res;
+
+    a->started_ms = jobd_now_ms();
+    pid_t pid = fork_task_child(&tp);
+    if (pid < 0)
+        goto syserr;
+    close_fd(&child_out[0]);
+    close_fd(&child_out[1]);
+    close_fd(&child_res);
+    close_fd(&report[1]);
+    struct child_report r = {STEP_OK, 0, 0};
+    read_report(report[0], &r);
+    if (r.step != STEP_OK) {
+        int status;
+        (void)reap(pid, &status);
+        describe_child_failure(&tp.base, &r, err, errlen);
+        goto out;
+    }
+    a->pid = pid;
+
+    a->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (a->pidfd < 0 || watch_add(ep, a, W_PIDFD, a->pidfd, EPOLLIN) < 0 ||
+        watch_add(ep, a, W_STDOUT, a->out_fd[0], EPOLLIN) < 0 ||
+        watch_add(ep, a, W_STDERR, a->out_fd[1], EPOLLIN) < 0 ||
+        watch_add(ep, a, W_RESULT, a->res_fd, EPOLLIN) < 0) {
+        int e = errno, status;
+        signal_group(pid, SIGKILL);
+        (void)reap(pid, &status);
+        a->pid = 0;
+        errno = e;
+        goto syserr;
+    }
+    rc = 0;
+    goto out;
+
+syserr:
+    snprintf(err, errlen, "cannot start: %s", strerror(errno));
+out:
+    if (rc < 0) {
+        watch_close(ep, &a->pidfd);
+        watch_close(ep, &a->out_fd[0]);
+        watch_close(ep, &a->out_fd[1]);
+        watch_close(ep, &a->res_fd);
+    }
+    close_fd(&child_out[0]);
+    close_fd(&child_out[1]);
+    close_fd(&child_res);
+    close_fd(&report[0]);
+    close_fd(&report[1]);
+    return rc;
+}
+
 /*
  * Spawn the child of attempt a. On success fill a's pid and fds and return
  * 0. On failure fill err (the job's `error`) and return -1; nothing is left
@@ -661,11 +993,8 @@ static int spawn(struct exec_proc *ep, struct attempt *a, char *err, size_t errl
     struct child_plan plan;
     memset(&plan, 0, sizeof(plan));
 
-    if (spec->kind == JOBD_SPEC_TASK) {
-        snprintf(err, errlen, "task %s cannot run under the process executor",
-                 spec->task ? spec->task : "");
-        return -1;
-    }
+    if (spec->kind == JOBD_SPEC_TASK)
+        return spawn_task(ep, a, err, errlen);
     if (spec->kind == JOBD_SPEC_COMMAND && (spec->argv == NULL || spec->argv[0] == NULL)) {
         snprintf(err, errlen, "empty command");
         return -1;
@@ -702,20 +1031,7 @@ static int spawn(struct exec_proc *ep, struct attempt *a, char *err, size_t errl
     plan.cwd = cwd;
     plan.max_fd = ep->max_fd;
     plan.report_fd = -1;
-    const struct {
-        int64_t v;
-        int resource;
-    } lims[3] = {{spec->limits.cpu_seconds, RLIMIT_CPU},
-                 {spec->limits.memory_bytes, RLIMIT_AS},
-                 {spec->limits.open_files, RLIMIT_NOFILE}};
-    for (int i = 0; i < 3; i++) {
-        if (lims[i].v < 0)
-            continue;
-        plan.limits[plan.n_limits].resource = lims[i].resource;
-        plan.limits[plan.n_limits].lim.cur = (uint64_t)lims[i].v;
-        plan.limits[plan.n_limits].lim.max = (uint64_t)lims[i].v;
-        plan.n_limits++;
-    }
+    plan_limits(&plan, spec);
 
     /* Pipes: parent ends non-blocking, child ends moved above 2. All close-on-exec. */
     int pfd[2];
@@ -724,7 +1040,7 @@ static int spawn(struct exec_proc *ep, struct attempt *a, char *err, size_t errl
             goto syserr;
         a->out_fd[s] = pfd[0];
         child_out[s] = pfd[1];
-        if (set_nonblock(a->out_fd[s]) < 0 || move_above_stdio(&child_out[s]) < 0)
+        if (set_nonblock(a->out_fd[s]) < 0 || move_fd_up(&child_out[s], 3) < 0)
             goto syserr;
     }
     if (spec->stdin_data != NULL && spec->stdin_len > 0) {
@@ -732,7 +1048,7 @@ static int spawn(struct exec_proc *ep, struct attempt *a, char *err, size_t errl
             goto syserr;
         child_in = pfd[0];
         a->in_fd = pfd[1];
-        if (set_nonblock(a->in_fd) < 0 || move_above_stdio(&child_in) < 0)
+        if (set_nonblock(a->in_fd) < 0 || move_fd_up(&child_in, 3) < 0)
             goto syserr;
         plan.fds[0] = child_in;
     } else {
@@ -757,12 +1073,7 @@ static int spawn(struct exec_proc *ep, struct attempt *a, char *err, size_t errl
     struct child_report r = {rep.step, rep.err, rep.detail};
     if (report[0] >= 0) {
         close_fd(&report[1]);
-        ssize_t n;
-        do
-            n = read(report[0], &r, sizeof(r));
-        while (n < 0 && errno == EINTR);
-        if (n != (ssize_t)sizeof(r))
-            r.step = STEP_OK; /* EOF: execve succeeded */
+        read_report(report[0], &r); /* EOF: execve succeeded */
     }
     if (r.step != STEP_OK) {
         int status;
@@ -821,7 +1132,7 @@ static void start_attempt(struct exec_proc *ep, const struct exec_run *run) {
     a->num = run->num;
     snprintf(a->id, sizeof(a->id), "%s", run->id);
     a->spec = run->spec;
-    a->pidfd = a->in_fd = a->out_fd[0] = a->out_fd[1] = -1;
+    a->pidfd = a->in_fd = a->out_fd[0] = a->out_fd[1] = a->res_fd = -1;
     a->end = EXEC_EXITED;
     for (int s = 0; s < 2; s++) {
         a->w[s] = output_writer_open(ep->out_dir, a->id, (enum output_stream)s, run->output_cap);
@@ -914,6 +1225,57 @@ static void read_stream(struct exec_proc *ep, struct attempt *a, int s) {
     }
 }
 
+/*
+ * Append to a task's result document. Over TASK_RESULT_MAX (or out of
+ * memory) drop it, remember why, and return -1: the caller closes the pipe,
+ * so a child still writing dies of SIGPIPE.
+ */
+static int result_append(struct attempt *a, const char *buf, size_t n) {
+    if (n > TASK_RESULT_MAX - a->res_len) {
+        a->res_error = "task result too large";
+        goto drop;
+    }
+    if (a->res_len + n > a->res_cap) {
+        size_t cap = a->res_cap ? a->res_cap : READ_BUF;
+        while (cap < a->res_len + n)
+            cap *= 2;
+        if (cap > TASK_RESULT_MAX)
+            cap = TASK_RESULT_MAX;
+        char *grown = realloc(a->res_buf, cap);
+        if (grown == NULL) {
+            a->res_error = "task result lost: out of memory";
+            goto drop;
+        }
+        a->res_buf = grown;
+        a->res_cap = cap;
+    }
+    memcpy(a->res_buf + a->res_len, buf, n);
+    a->res_len += n;
+    return 0;
+drop:
+    free(a->res_buf);
+    a->res_buf = NULL;
+    a->res_len = a->res_cap = 0;
+    return -1;
+}
+
+static void read_result(struct exec_proc *ep, struct attempt *a) {
+    size_t budget = READ_BUDGET;
+    while (a->res_fd >= 0 && budget > 0) {
+        ssize_t n = read(a->res_fd, ep->buf, READ_BUF);
+        if (n > 0 && result_append(a, ep->buf, (size_t)n) == 0) {
+            budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        watch_close(ep, &a->res_fd); /* EOF, dropped, or an error that will not go away */
+        mark_done_if_over(ep, a);
+    }
+}
+
 static void write_stdin(struct exec_proc *ep, struct attempt *a) {
     const struct jobd_spec *spec = a->spec;
     while (a->in_fd >= 0 && a->in_off < spec->stdin_len) {
@@ -954,6 +1316,9 @@ static void handle_event(struct exec_proc *ep, const struct epoll_event *ev) {
         break;
     case W_STDERR:
         read_stream(ep, a, 1);
+        break;
+    case W_RESULT:
+        read_result(ep, a);
         break;
     default:
         break;
@@ -1013,6 +1378,7 @@ static int64_t run_timers(struct exec_proc *ep, int64_t now) {
             /* A process that left the group (setsid) still holds the pipes: stop waiting. */
             watch_close(ep, &a->out_fd[0]);
             watch_close(ep, &a->out_fd[1]);
+            watch_close(ep, &a->res_fd);
             mark_done_if_over(ep, a);
         }
         const int64_t ts[3] = {a->timeout_at, a->kill_at, a->done ? 0 : a->drain_until};
@@ -1039,16 +1405,59 @@ static void report_output(struct exec_proc *ep) {
     }
 }
 
+/*
+ * Read a finished task's result document: put its error text (or what is
+ * wrong with the document) into res->error and return its result as new
+ * compact JSON text that the caller frees, or NULL when there is none.
+ */
+static char *task_outcome(const struct attempt *a, struct exec_result *res) {
+    bool exited = a->status_ok && WIFEXITED(a->status);
+    if (a->res_error != NULL) {
+        snprintf(res->error, sizeof(res->error), "%s", a->res_error);
+        return NULL;
+    }
+    if (a->res_len == 0) {
+        /* Killed before it could send one, or the task ended the child itself. */
+        if (exited)
+            snprintf(res->error, sizeof(res->error), "the task exited without sending a result");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(a->res_buf, a->res_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(doc)) {
+        /* A child killed while writing leaves half a document: the signal tells why. */
+        if (exited)
+            snprintf(res->error, sizeof(res->error), "bad task result: %s",
+                     doc == NULL ? jerr.text : "not a JSON object");
+        json_decref(doc);
+        return NULL;
+    }
+    const char *error = json_string_value(json_object_get(doc, "error"));
+    if (error != NULL && error[0] != '\0')
+        snprintf(res->error, sizeof(res->error), "%s", error);
+    json_t *result = json_object_get(doc, "result");
+    char *text = NULL;
+    if (result != NULL && !json_is_null(result)) {
+        text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (text == NULL && res->error[0] == '\0')
+            snprintf(res->error, sizeof(res->error), "task result lost: out of memory");
+    }
+    json_decref(doc);
+    return text;
+}
+
 static void finish_attempt(struct exec_proc *ep, struct attempt *a) {
     struct exec_result res;
     memset(&res, 0, sizeof(res));
     res.end = a->end;
     res.exit_code = -1;
+    char *result_json = a->spec->kind == JOBD_SPEC_TASK ? task_outcome(a, &res) : NULL;
+    res.result_json = result_json;
     if (a->status_ok && WIFEXITED(a->status))
         res.exit_code = WEXITSTATUS(a->status);
     else if (a->status_ok && WIFSIGNALED(a->status))
         res.signal = WTERMSIG(a->status);
-    else if (!a->status_ok)
+    else if (!a->status_ok && res.error[0] == '\0')
         snprintf(res.error, sizeof(res.error), "exit status lost: the child was reaped elsewhere");
     for (int s = 0; s < 2; s++) {
         int rc = output_writer_finish(a->w[s]);
@@ -1078,6 +1487,7 @@ static void finish_attempt(struct exec_proc *ep, struct attempt *a) {
     int64_t num = a->num;
     free_attempt(a);
     ep->cb.exited(ep->ctx, num, &res);
+    free(result_json);
 }
 
 static void *executor_main(void *arg) {
@@ -1152,7 +1562,7 @@ int exec_proc_create(const struct exec_config *cfg, const struct exec_callbacks 
     ep->epfd = epoll_create1(EPOLL_CLOEXEC);
     ep->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ep->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (ep->epfd < 0 || ep->evfd < 0 || ep->devnull < 0 || move_above_stdio(&ep->devnull) < 0) {
+    if (ep->epfd < 0 || ep->evfd < 0 || ep->devnull < 0 || move_fd_up(&ep->devnull, 3) < 0) {
         rc = -errno;
         goto fail_lock;
     }

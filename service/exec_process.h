@@ -11,6 +11,16 @@
  * timers. Other threads talk to it only through exec_proc_start and
  * exec_proc_cancel, which queue a request and wake it.
  *
+ * A task spec (JOBD_SPEC_TASK, see jobd/task.h) runs in a fork()ed child,
+ * not a vfork()ed one: the child calls the task function, which is
+ * arbitrary C code, with stdin on /dev/null, its output on fds 1 and 2 and
+ * a result pipe on fd 3 (every fd above 3 closed). The child sends one JSON
+ * document back through the result pipe and exits with the task's return
+ * value (0..255; another non-zero value counts as 1). A crash kills only
+ * the child: the attempt ends as EXEC_EXITED with `signal` set. Timeout and
+ * cancel are the same as for commands: kill_signal to the child's group,
+ * then SIGKILL after kill_grace (the task is not asked to return first).
+ *
  * Callbacks run on the executor thread with no executor lock held, in this
  * order for one attempt: started (once, unless the command could not start),
  * output (zero or more times), exited (exactly once).
@@ -45,7 +55,20 @@ struct exec_result {
     enum exec_end end;
     int exit_code; /* -1 when it did not exit normally */
     int signal;    /* the signal that killed it, 0 if none */
+    /*
+     * Why it failed, "" if no reason is known. For a task that ran: the text
+     * the task gave jobd_task_set_error (even with exit code 0), or what went
+     * wrong with its result ("task result too large", "bad task result: ...").
+     */
     char error[256];
+    /*
+     * A task's result document as JSON text, or NULL; borrowed for the call.
+     * It is the value the task gave jobd_task_set_result (any JSON type,
+     * compact encoding), NULL when the task set none (or set JSON null), when
+     * it is not a task, or when the child sent no complete result (killed,
+     * crashed, or its result was over 16 MiB: then `error` says so).
+     */
+    const char *result_json;
     int64_t started_ms, finished_ms; /* wall clock */
     int64_t out_total[2];            /* bytes written per stream (output_stream order) */
     bool out_truncated[2];

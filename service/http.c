@@ -234,6 +234,14 @@ static bool json_content_type(const char *ct) {
     return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
 }
 
+static int64_t body_limit(const struct http_req *req) {
+    const struct http_config *cfg = &req->srv->cfg;
+
+    if (req->route && req->route->big_body && cfg->max_big_body > cfg->max_body)
+        return cfg->max_big_body;
+    return cfg->max_body;
+}
+
 static void check_body_headers(struct http_req *req) {
     const char *ct, *cl;
 
@@ -247,7 +255,7 @@ static void check_body_headers(struct http_req *req) {
     if (cl) {
         char *end;
         unsigned long long v = strtoull(cl, &end, 10);
-        if (*end == '\0' && v > (unsigned long long)req->srv->cfg.max_body)
+        if (*end == '\0' && v > (unsigned long long)body_limit(req))
             req->body_too_large = true;
     }
 }
@@ -570,7 +578,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->body_too_large && !req->early_status) {
             /* Declared too large: answer now; MHD closes the connection after it. */
             http_problem(req, 413, "body-too-large", "Request body too large", NULL,
-                         "the body is over the limit of %lld bytes", (long long)srv->cfg.max_body);
+                         "the body is over the limit of %lld bytes", (long long)body_limit(req));
         }
         return MHD_YES;
     }
@@ -580,7 +588,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         if (req->responded || req->early_status || req->body_too_large)
             return MHD_YES;
-        if (req->body_len + n > (size_t)srv->cfg.max_body) {
+        if (req->body_len + n > (size_t)body_limit(req)) {
             req->body_too_large = true;
             free(req->body);
             req->body = NULL;
@@ -612,7 +620,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (req->body_too_large) {
         http_problem(req, 413, "body-too-large", "Request body too large", NULL,
-                     "the body is over the limit of %lld bytes", (long long)srv->cfg.max_body);
+                     "the body is over the limit of %lld bytes", (long long)body_limit(req));
         return MHD_YES;
     }
     run_handler(req);

@@ -32,8 +32,9 @@ struct http_route {
     const char *method;
     const char *pattern; /* "/v1/jobs/{}/stdout" */
     http_handler_fn fn;
-    bool auth; /* needs the bearer token when one is configured */
-    bool body; /* takes a JSON body (checks Content-Type) */
+    bool auth;     /* needs the bearer token when one is configured */
+    bool body;     /* takes a JSON body (checks Content-Type) */
+    bool big_body; /* its body may be up to max_big_body instead of max_body */
 };
 
 struct http_config {
@@ -41,6 +42,7 @@ struct http_config {
     int port;
     const char *token; /* NULL: no auth */
     int64_t max_body;
+    int64_t max_big_body;
     int threads;
     int max_connections;
     int connection_timeout;

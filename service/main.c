@@ -9,6 +9,7 @@
  * the store commits what is left, exit 0.
  */
 #include <errno.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,8 +26,11 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "plugin.h"
+#include "tasks_builtin.h"
 #include "scheduler.h"
 #include "store.h"
+#include "jobd/task.h"
 #include "timers.h"
 
 /*
@@ -82,6 +86,7 @@ int main(int argc, char **argv) {
     sigset_t set;
     char err[512];
     int rc, sig = 0, status = 1, lock_fd = -1;
+    bool curl_ready = false;
 
     rc = config_parse(&cfg, argc, argv, stdout, stderr);
     if (rc != 0)
@@ -100,6 +105,26 @@ int main(int argc, char **argv) {
 
     memset(&app, 0, sizeof app);
     app.cfg = &cfg;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("jobd: cannot initialise libcurl");
+        goto out;
+    }
+    curl_ready = true;
+    rc = tasks_builtin_register();
+    if (rc < 0) {
+        log_error("jobd: cannot register the builtin tasks: %s", strerror(-rc));
+        goto out;
+    }
+    for (int i = 0; i < cfg.n_plugins; i++) {
+        char perr[512];
+        rc = plugin_load(cfg.plugins[i], perr, sizeof perr);
+        if (rc < 0) {
+            log_error("jobd: %s", perr);
+            fprintf(stderr, "jobd: %s\n", perr);
+            goto out;
+        }
+        log_info("jobd: loaded plugin %s", cfg.plugins[i]);
+    }
     lock_fd = lock_data_dir(cfg.data_dir);
     if (lock_fd < 0)
         goto out;
@@ -140,6 +165,7 @@ int main(int argc, char **argv) {
     hc.port = cfg.listen_port;
     hc.token = cfg.token;
     hc.max_body = cfg.max_body;
+    hc.max_big_body = cfg.max_batch_body;
     hc.threads = cfg.http_threads;
     hc.max_connections = cfg.max_connections;
     hc.connection_timeout = cfg.connection_timeout;
@@ -157,8 +183,8 @@ int main(int argc, char **argv) {
         printf("jobd: listening on http://%s:%d\n", cfg.listen_host, http_port(http));
     printf("jobd: data in %s\n", cfg.data_dir);
     fflush(stdout);
-    log_info("jobd %s started (max-procs %d, auth %s)", JOBD_VERSION, cfg.max_procs,
-             cfg.token ? "on" : "off");
+    log_info("jobd %s started (max-procs %d, threads %d, auth %s)", JOBD_VERSION, cfg.max_procs,
+             cfg.threads, cfg.token ? "on" : "off");
 
     while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
         log_info("jobd: SIGHUP ignored");
@@ -179,6 +205,9 @@ out:
         log_info("jobd: stopped");
     if (lock_fd >= 0)
         close(lock_fd);
+    jobd_task_registry_clear();
+    if (curl_ready)
+        curl_global_cleanup();
     config_free(&cfg);
     return status;
 }

@@ -29,14 +29,47 @@
 
 #include "config.h"
 #include "exec_process.h"
+#include "exec_thread.h"
 #include "jobd/util.h"
 #include "log.h"
 #include "output.h"
 #include "store.h"
+#include "task_impl.h"
 
 #define MAX_BACKOFF_S      3600.0 /* cap of the retry backoff (unless retry_delay is larger) */
 #define RETENTION_EVERY_MS 60000  /* how often ended jobs are swept */
 #define RETENTION_BATCH    1000   /* jobs removed per sweep step */
+
+/* A priority queue of ready jobs: highest priority first, then the oldest. */
+struct jheap {
+    struct job **v;
+    size_t len, cap;
+};
+
+/* The executors a job can run on, each with its own capacity and queue. */
+enum pool { POOL_PROCESS = 0, POOL_THREAD, POOL_COUNT };
+
+/*
+ * A batch in memory while it has active jobs. At most `concurrency` of its
+ * jobs are "released" (in a pool's ready heap, or running) at once; its other
+ * ready jobs wait in `pending`.
+ */
+struct batch {
+    int64_t num;
+    char id[JOBD_MAX_ID_BYTES];
+    char *name;
+    int concurrency;
+    int total;
+    int64_t created_ms;
+    int released;
+    struct jheap pending;
+    struct job *members; /* active jobs, through job->bnext */
+    int n_members;
+    bool committed; /* its row is on disk */
+    bool failed;    /* its transaction failed: it never existed */
+    struct sched_watch *watches;
+    struct batch *hash_next;
+};
 
 struct job {
     int64_t num;
@@ -58,7 +91,13 @@ struct job {
     int64_t out_readable[2]; /* live, not persisted */
     bool starting;           /* handed to the executor, not yet ended */
     bool cancel_requested;
-    int64_t not_before; /* mono ms: retry backoff; 0 when ready */
+    int64_t not_before;               /* mono ms: retry backoff; 0 when ready */
+    json_t *result;                   /* a task's result, NULL when none */
+    struct batch *batch;              /* NULL when not in a batch */
+    bool released;                    /* counts against its batch's concurrency */
+    char batch_id[JOBD_MAX_ID_BYTES]; /* "" when not in a batch */
+    struct job *bnext, **bprevp;      /* the batch's active members */
+    struct jheap *heap;               /* the heap it is in, NULL when none */
 
     /* The published view. */
     bool visible;
@@ -73,15 +112,17 @@ struct job {
     struct job *hash_next, *idem_next, *delayed_next;
 };
 
-enum change_kind { CH_SUBMIT, CH_UPDATE, CH_DELETE };
+enum change_kind { CH_SUBMIT, CH_UPDATE, CH_DELETE, CH_BATCH };
 
 /* One change on its way through the store. */
 struct change {
     struct store_op op;
     struct sched *s;
     enum change_kind kind;
-    struct job *job; /* NULL for a delete */
-    char *doc;       /* owned until published */
+    struct change *chain_next; /* while a chain is being built */
+    struct job *job;           /* NULL for a delete and a batch */
+    struct batch *batch;       /* CH_BATCH only */
+    char *doc;                 /* owned until published */
     enum jobd_state state;
     int64_t seq;
     sched_done_fn done;
@@ -96,19 +137,21 @@ struct sched {
     struct store *store;
     char *out_dir;
     struct exec_proc *exec;
+    struct exec_thread *threads;
 
     int64_t last_num, last_seq, pub_seq;
     struct job **table; /* by num, chained */
     size_t table_size, table_count;
     struct job **idem; /* by idempotency key, chained */
     size_t idem_size;
-    struct job **heap; /* ready jobs: highest priority, then lowest num */
-    size_t heap_len, heap_cap;
-    struct job *delayed; /* waiting for their retry backoff */
+    struct jheap ready[POOL_COUNT];
+    struct job *delayed;    /* waiting for their retry backoff */
+    struct batch **batches; /* by num, chained; active batches only */
+    size_t batches_size;
 
-    int queued;  /* queued jobs, including delayed and not yet committed */
-    int running; /* handed to the executor */
-    int pending; /* store operations in flight */
+    int queued;              /* queued jobs, including delayed and not yet committed */
+    int running[POOL_COUNT]; /* handed to an executor */
+    int pending;             /* store operations in flight */
     struct sched_watch *global_watches;
 
     bool stopping; /* no more dispatching */
@@ -217,86 +260,196 @@ static bool runs_before(const struct job *a, const struct job *b) {
     return a->num < b->num;
 }
 
-static void heap_put(struct sched *s, size_t i, struct job *j) {
-    s->heap[i] = j;
+static void heap_put(struct jheap *h, size_t i, struct job *j) {
+    h->v[i] = j;
     j->heap_slot = i;
 }
 
-static int heap_push(struct sched *s, struct job *j) {
-    size_t i;
-
-    if (s->heap_len == s->heap_cap) {
-        size_t ncap = s->heap_cap ? s->heap_cap * 2 : 256;
-        struct job **nh = realloc(s->heap, ncap * sizeof *nh);
-        if (!nh)
-            return -ENOMEM;
-        s->heap = nh;
-        s->heap_cap = ncap;
-    }
-    i = s->heap_len++;
+static void heap_sift_up(struct jheap *h, size_t i, struct job *j) {
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (!runs_before(j, s->heap[parent]))
+        if (!runs_before(j, h->v[parent]))
             break;
-        heap_put(s, i, s->heap[parent]);
+        heap_put(h, i, h->v[parent]);
         i = parent;
     }
-    heap_put(s, i, j);
+    heap_put(h, i, j);
+}
+
+static int heap_push(struct jheap *h, struct job *j) {
+    if (h->len == h->cap) {
+        size_t ncap = h->cap ? h->cap * 2 : 256;
+        struct job **nv = realloc(h->v, ncap * sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        h->v = nv;
+        h->cap = ncap;
+    }
+    j->heap = h;
+    heap_sift_up(h, h->len++, j);
     return 0;
 }
 
-static void heap_fix_down(struct sched *s, size_t i) {
-    struct job *j = s->heap[i];
+static void heap_fix_down(struct jheap *h, size_t i) {
+    struct job *j = h->v[i];
 
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         const struct job *best = j;
-        if (l < s->heap_len && runs_before(s->heap[l], best)) {
+        if (l < h->len && runs_before(h->v[l], best)) {
             m = l;
-            best = s->heap[l];
+            best = h->v[l];
         }
-        if (r < s->heap_len && runs_before(s->heap[r], best))
+        if (r < h->len && runs_before(h->v[r], best))
             m = r;
         if (m == i)
             break;
-        heap_put(s, i, s->heap[m]);
+        heap_put(h, i, h->v[m]);
         i = m;
     }
-    heap_put(s, i, j);
+    heap_put(h, i, j);
 }
 
-static void heap_remove(struct sched *s, struct job *j) {
+/* Take j out of whatever heap it is in (nothing when none). */
+static void heap_remove(struct job *j) {
+    struct jheap *h = j->heap;
     size_t i = j->heap_slot;
     struct job *last;
 
-    if (i == SIZE_MAX || i >= s->heap_len || s->heap[i] != j)
+    if (!h || i >= h->len || h->v[i] != j)
         return;
+    j->heap = NULL;
     j->heap_slot = SIZE_MAX;
-    last = s->heap[--s->heap_len];
+    last = h->v[--h->len];
     if (last == j)
         return;
-    heap_put(s, i, last);
-    heap_fix_down(s, i);
-    /* It may need to move up instead. */
-    i = last->heap_slot;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!runs_before(last, s->heap[parent]))
-            break;
-        heap_put(s, i, s->heap[parent]);
-        i = parent;
-    }
-    heap_put(s, i, last);
+    heap_put(h, i, last);
+    heap_fix_down(h, i);
+    heap_sift_up(h, last->heap_slot, last);
 }
 
-static struct job *heap_pop(struct sched *s) {
+static struct job *heap_pop(struct jheap *h) {
     struct job *top;
 
-    if (s->heap_len == 0)
+    if (h->len == 0)
         return NULL;
-    top = s->heap[0];
-    heap_remove(s, top);
+    top = h->v[0];
+    heap_remove(top);
     return top;
+}
+
+static enum pool pool_of(const struct job *j) {
+    return j->spec.executor == JOBD_EXEC_THREAD ? POOL_THREAD : POOL_PROCESS;
+}
+
+/* ---- batches ---- */
+
+static size_t batch_slot(struct sched *s, int64_t num) {
+    return hash_num(num, s->batches_size);
+}
+
+static struct batch *find_batch(struct sched *s, int64_t num) {
+    for (struct batch *b = s->batches[batch_slot(s, num)]; b; b = b->hash_next)
+        if (b->num == num)
+            return b;
+    return NULL;
+}
+
+static void batch_insert(struct sched *s, struct batch *b) {
+    size_t h = batch_slot(s, b->num);
+    b->hash_next = s->batches[h];
+    s->batches[h] = b;
+}
+
+static void batch_free(struct sched *s, struct batch *b) {
+    for (struct batch **pp = &s->batches[batch_slot(s, b->num)]; *pp; pp = &(*pp)->hash_next) {
+        if (*pp == b) {
+            *pp = b->hash_next;
+            break;
+        }
+    }
+    free(b->pending.v);
+    free(b->name);
+    free(b);
+}
+
+static void batch_add_member(struct batch *b, struct job *j) {
+    j->batch = b;
+    j->bnext = b->members;
+    if (b->members)
+        b->members->bprevp = &j->bnext;
+    j->bprevp = &b->members;
+    b->members = j;
+    b->n_members++;
+}
+
+static void fire_all(struct sched *s, struct sched_watch **head);
+
+/* Drop an ended (or never stored) job from its batch; free the batch when it is over. */
+static void batch_remove_member(struct sched *s, struct job *j) {
+    struct batch *b = j->batch;
+
+    if (!b || !j->bprevp)
+        return;
+    *j->bprevp = j->bnext;
+    if (j->bnext)
+        j->bnext->bprevp = j->bprevp;
+    j->bnext = NULL;
+    j->bprevp = NULL;
+    j->batch = NULL;
+    if (--b->n_members == 0 && (b->committed || b->failed)) {
+        fire_all(s, &b->watches);
+        batch_free(s, b);
+    }
+}
+
+/* Queue a ready job: into its pool, or into its batch's pending heap when the batch is full. */
+static void make_ready(struct sched *s, struct job *j) {
+    struct batch *b = j->batch;
+    struct jheap *h = &s->ready[pool_of(j)];
+
+    if (b && !j->released) {
+        if (b->released < b->concurrency) {
+            b->released++;
+            j->released = true;
+        } else {
+            h = &b->pending;
+        }
+    }
+    if (heap_push(h, j) < 0)
+        log_error("scheduler: out of memory queueing job %s", j->id);
+}
+
+/* Give a job's batch slot back and let the batch's next ready jobs in. */
+static void unrelease(struct sched *s, struct job *j) {
+    struct batch *b = j->batch;
+
+    if (!b || !j->released)
+        return;
+    j->released = false;
+    b->released--;
+    while (b->released < b->concurrency && b->pending.len > 0) {
+        struct job *n = heap_pop(&b->pending);
+        b->released++;
+        n->released = true;
+        if (heap_push(&s->ready[pool_of(n)], n) < 0)
+            log_error("scheduler: out of memory queueing job %s", n->id);
+    }
+}
+
+void sched_format_batch_id(int64_t num, char *buf, size_t len) {
+    jobd_format_id(num, buf, len);
+    if (buf[0])
+        buf[0] = 'b';
+}
+
+int64_t sched_parse_batch_id(const char *id) {
+    char buf[JOBD_MAX_ID_BYTES];
+
+    if (!id || id[0] != 'b' || strlen(id) >= sizeof buf)
+        return -1;
+    snprintf(buf, sizeof buf, "j%s", id + 1);
+    return jobd_parse_id(buf);
 }
 
 static void delayed_remove(struct sched *s, struct job *j) {
@@ -346,11 +499,14 @@ static char *render(const struct job *j, int64_t seq) {
     rc |= json_object_set_new(o, "signal",
                               sig ? json_string(sig) : int_or_null(j->signal, j->signal));
     rc |= json_object_set_new(o, "error", j->error ? json_string(j->error) : json_null());
-    rc |= json_object_set_new(o, "result", json_null());
+    rc |= json_object_set_new(o, "result", j->result ? json_incref(j->result) : json_null());
     rc |= json_object_set_new(o, "pid", int_or_null(j->pid, j->pid > 0));
     rc |= json_object_set_new(o, "node", json_null());
     rc |= json_object_set_new(o, "attempts", json_integer(j->attempts));
-    rc |= json_object_set_new(o, "batch", json_null());
+    if (j->batch || j->batch_id[0])
+        rc |= json_object_set_new(o, "batch", json_string(j->batch_id));
+    else
+        rc |= json_object_set_new(o, "batch", json_null());
     rc |= json_object_set_new(o, "created_at", time_or_null(j->created_ms));
     rc |= json_object_set_new(o, "started_at", time_or_null(j->started_ms));
     rc |= json_object_set_new(o, "finished_at", time_or_null(j->finished_ms));
@@ -372,13 +528,14 @@ void sched_watch_init(struct sched_watch *w, void (*fn)(void *), void *arg) {
     w->arg = arg;
 }
 
-static void watch_link(struct sched_watch **head, struct sched_watch *w, void *owner) {
+/* The watch's `owner` is the head of the list it is on. */
+static void watch_link(struct sched_watch **head, struct sched_watch *w) {
     w->prev = NULL;
     w->next = *head;
     if (*head)
         (*head)->prev = w;
     *head = w;
-    w->owner = owner;
+    w->owner = head;
 }
 
 static void watch_unlink(struct sched *s, struct sched_watch *w) {
@@ -386,7 +543,7 @@ static void watch_unlink(struct sched *s, struct sched_watch *w) {
 
     if (!w->owner)
         return;
-    head = w->owner == (void *)s ? &s->global_watches : &((struct job *)w->owner)->watches;
+    head = w->owner;
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -417,7 +574,7 @@ int sched_watch_job(struct sched *s, struct sched_watch *w, int64_t num) {
     } else if (jobd_state_is_final(j->pub_state)) {
         rc = 1;
     } else {
-        watch_link(&j->watches, w, j);
+        watch_link(&j->watches, w);
         rc = 0;
     }
     pthread_mutex_unlock(&s->lock);
@@ -432,7 +589,7 @@ int sched_watch_seq(struct sched *s, struct sched_watch *w, int64_t since) {
     if (s->pub_seq > since || s->stopping) {
         rc = 1;
     } else {
-        watch_link(&s->global_watches, w, s);
+        watch_link(&s->global_watches, w);
         rc = 0;
     }
     pthread_mutex_unlock(&s->lock);
@@ -457,6 +614,7 @@ int64_t sched_published_seq(struct sched *s) {
 /* ---- changes ---- */
 
 static void job_free(struct job *j) {
+    json_decref(j->result);
     jobd_spec_free(&j->spec);
     free(j->spec_json);
     free(j->idem_key);
@@ -485,8 +643,10 @@ static void publish(struct sched *s, struct change *ch) {
         s->pub_seq = ch->seq;
     fire_all(s, &j->watches);
     fire_all(s, &s->global_watches);
-    if (jobd_state_is_final(j->pub_state))
+    if (jobd_state_is_final(j->pub_state)) {
         table_remove(s, j);
+        batch_remove_member(s, j);
+    }
 }
 
 static void dispatch(struct sched *s);
@@ -503,15 +663,23 @@ static void change_done(void *arg, int status) {
         if (status == 0) {
             j->visible = true;
             publish(s, ch);
-            if (j->state == JOBD_QUEUED && j->not_before == 0 && !j->starting &&
-                heap_push(s, j) < 0) {
-                log_error("scheduler: out of memory queueing job %s", j->id);
-            }
+            if (j->state == JOBD_QUEUED && j->not_before == 0 && !j->starting && !j->heap)
+                make_ready(s, j);
             dispatch(s);
         } else {
             table_remove(s, j);
+            batch_remove_member(s, j);
             s->queued--;
             job_release(j);
+        }
+        break;
+    case CH_BATCH:
+        if (status == 0) {
+            ch->batch->committed = true;
+        } else {
+            ch->batch->failed = true;
+            if (ch->batch->n_members == 0)
+                batch_free(s, ch->batch);
         }
         break;
     case CH_UPDATE:
@@ -535,11 +703,12 @@ static void change_done(void *arg, int status) {
 }
 
 /*
- * Record the job's current state as a change: next seq, render, hand to the
- * store. Caller holds s->lock. Return 0 or -ENOMEM.
+ * Record the job's current state as a change: next seq, render, and return
+ * it ready for the store (not yet queued). Caller holds s->lock. Return NULL
+ * if memory runs out.
  */
-static int change_job(struct sched *s, struct job *j, enum change_kind kind, sched_done_fn done,
-                      void *arg) {
+static struct change *make_change(struct sched *s, struct job *j, enum change_kind kind,
+                                  sched_done_fn done, void *arg) {
     struct change *ch = calloc(1, sizeof *ch);
     int64_t seq = s->last_seq + 1;
 
@@ -567,7 +736,7 @@ static int change_job(struct sched *s, struct job *j, enum change_kind kind, sch
         .seq = seq,
         .priority = j->spec.priority,
         .name = j->spec.name,
-        .batch = NULL,
+        .batch = j->batch_id[0] ? j->batch_id : NULL,
         .idem_key = j->idem_key,
         .created_ms = j->created_ms,
         .finished_ms = j->finished_ms,
@@ -578,44 +747,89 @@ static int change_job(struct sched *s, struct job *j, enum change_kind kind, sch
     };
     j->pending++;
     s->pending++;
-    store_enqueue(s->store, &ch->op);
-    return 0;
+    return ch;
 oom:
     free(ch);
     log_error("scheduler: out of memory recording a change of job %s", j->id);
-    return -ENOMEM;
+    return NULL;
+}
+
+/* make_change, then hand it to the store. Return 0 or -ENOMEM. */
+static int change_job(struct sched *s, struct job *j, enum change_kind kind, sched_done_fn done,
+                      void *arg) {
+    struct change *ch = make_change(s, j, kind, done, arg);
+
+    if (!ch)
+        return -ENOMEM;
+    store_enqueue(s->store, &ch->op);
+    return 0;
 }
 
 /* ---- executor callbacks ---- */
 
-static void dispatch(struct sched *s) {
-    while (!s->stopping && s->running < s->cfg->max_procs) {
-        struct job *j = heap_pop(s);
-        struct exec_run run;
-        if (!j)
-            break;
-        s->queued--;
-        s->running++;
-        j->starting = true;
-        j->attempts++;
-        j->out_readable[0] = j->out_readable[1] = 0;
-        memset(&run, 0, sizeof run);
-        run.num = j->num;
-        memcpy(run.id, j->id, sizeof run.id);
-        run.spec = &j->spec;
-        run.output_cap =
-            j->spec.limits.output_bytes > 0 ? j->spec.limits.output_bytes : s->cfg->max_output;
-        if (exec_proc_start(s->exec, &run) < 0) {
-            /* The executor is stopping: leave the job queued for the next start. */
-            j->starting = false;
-            j->attempts--;
-            s->running--;
-            s->queued++;
-            heap_push(s, j);
-            break;
+static int pool_limit(struct sched *s, enum pool p) {
+    if (p == POOL_PROCESS)
+        return s->cfg->max_procs;
+    return s->cfg->threads - exec_thread_stuck(s->threads);
+}
+
+static void set_error(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Hand one ready job to its executor. Return false when the executor refused it. */
+static bool start_job(struct sched *s, struct job *j, enum pool p) {
+    struct exec_run run;
+    int rc;
+
+    s->queued--;
+    s->running[p]++;
+    j->starting = true;
+    j->attempts++;
+    j->out_readable[0] = j->out_readable[1] = 0;
+    memset(&run, 0, sizeof run);
+    run.num = j->num;
+    memcpy(run.id, j->id, sizeof run.id);
+    run.spec = &j->spec;
+    run.output_cap =
+        j->spec.limits.output_bytes > 0 ? j->spec.limits.output_bytes : s->cfg->max_output;
+    rc = p == POOL_THREAD ? exec_thread_start(s->threads, &run) : exec_proc_start(s->exec, &run);
+    if (rc == 0) {
+        if (j->cancel_requested) {
+            if (p == POOL_THREAD)
+                exec_thread_cancel(s->threads, j->num);
+            else
+                exec_proc_cancel(s->exec, j->num);
         }
-        if (j->cancel_requested)
-            exec_proc_cancel(s->exec, j->num);
+        return true;
+    }
+    j->starting = false;
+    s->running[p]--;
+    if (rc == -ENOENT) {
+        /* A task that this jobd does not have (a plugin missing since it was queued). */
+        j->state = JOBD_FAILED;
+        j->finished_ms = jobd_now_ms();
+        set_error(j, "no such task '%s' on this jobd", j->spec.task ? j->spec.task : "");
+        unrelease(s, j);
+        change_job(s, j, CH_UPDATE, NULL, NULL);
+        return true;
+    }
+    /* The executor is stopping: leave the job queued for the next start. */
+    j->attempts--;
+    s->queued++;
+    if (heap_push(&s->ready[p], j) < 0)
+        log_error("scheduler: out of memory queueing job %s", j->id);
+    return false;
+}
+
+static void dispatch(struct sched *s) {
+    if (s->stopping)
+        return;
+    for (int p = 0; p < POOL_COUNT; p++) {
+        int limit = pool_limit(s, (enum pool)p);
+        while (s->running[p] < limit && s->ready[p].len > 0) {
+            struct job *j = heap_pop(&s->ready[p]);
+            if (!start_job(s, j, (enum pool)p))
+                break;
+        }
     }
 }
 
@@ -689,8 +903,7 @@ static void requeue(struct sched *s, struct job *j, double delay_s) {
     s->queued++;
     if (delay_s <= 0 || s->stopping) {
         j->not_before = 0;
-        if (heap_push(s, j) < 0)
-            log_error("scheduler: out of memory requeueing job %s", j->id);
+        make_ready(s, j);
         return;
     }
     j->not_before = jobd_mono_ms() + (int64_t)(delay_s * 1000);
@@ -706,13 +919,21 @@ static void on_exited(void *ctx, int64_t num, const struct exec_result *res) {
     enum jobd_state to = JOBD_FAILED;
 
     pthread_mutex_lock(&s->lock);
-    s->running--;
     j = find(s, num);
     if (!j) {
         log_error("scheduler: exit of unknown job number %lld", (long long)num);
         goto out;
     }
+    s->running[pool_of(j)]--;
     j->starting = false;
+    unrelease(s, j);
+    json_decref(j->result);
+    j->result = NULL;
+    if (res->result_json) {
+        j->result = json_loads(res->result_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (!j->result)
+            log_warn("scheduler: job %s returned a result that is not JSON", j->id);
+    }
     j->finished_ms = res->finished_ms;
     if (res->started_ms > 0 && j->started_ms == 0)
         j->started_ms = res->started_ms;
@@ -737,7 +958,10 @@ static void on_exited(void *ctx, int64_t num, const struct exec_result *res) {
             set_error(j, "killed by signal %s", name ? name : "?");
             retry = retries_left && !j->spec.retry_exit_codes;
         } else {
-            set_error(j, "exited with code %d", res->exit_code);
+            if (res->error[0])
+                set_error(j, "%s", res->error);
+            else
+                set_error(j, "exited with code %d", res->exit_code);
             retry = retries_left && exit_code_retryable(j, res->exit_code);
         }
         break;
@@ -896,6 +1120,31 @@ int sched_get_doc(struct sched *s, int64_t num, char **doc, bool *final) {
     return rc;
 }
 
+/* Cancel one visible job. Caller holds the lock. Same returns as sched_cancel. */
+static int cancel_locked(struct sched *s, struct job *j, sched_done_fn done, void *arg) {
+    if (jobd_state_is_final(j->state))
+        return -EALREADY;
+    if (j->starting || j->state == JOBD_RUNNING) {
+        j->cancel_requested = true;
+        if (pool_of(j) == POOL_THREAD)
+            exec_thread_cancel(s->threads, j->num);
+        else
+            exec_proc_cancel(s->exec, j->num);
+        return 1;
+    }
+    /* Queued, ready or waiting for a retry: it ends now. */
+    heap_remove(j);
+    delayed_remove(s, j);
+    unrelease(s, j);
+    j->not_before = 0;
+    s->queued--;
+    j->cancel_requested = true;
+    j->state = JOBD_CANCELLED;
+    j->finished_ms = jobd_now_ms();
+    set_error(j, "cancelled");
+    return change_job(s, j, CH_UPDATE, done, arg);
+}
+
 int sched_cancel(struct sched *s, int64_t num, sched_done_fn done, void *arg) {
     struct job *j;
     int rc;
@@ -911,24 +1160,7 @@ int sched_cancel(struct sched *s, int64_t num, sched_done_fn done, void *arg) {
         free(doc);
         return rc == 0 ? -EALREADY : rc;
     }
-    if (jobd_state_is_final(j->state)) {
-        rc = -EALREADY;
-    } else if (j->starting || j->state == JOBD_RUNNING) {
-        j->cancel_requested = true;
-        exec_proc_cancel(s->exec, j->num);
-        rc = 1;
-    } else {
-        /* Queued, ready or waiting for a retry: it ends now. */
-        heap_remove(s, j);
-        delayed_remove(s, j);
-        j->not_before = 0;
-        s->queued--;
-        j->cancel_requested = true;
-        j->state = JOBD_CANCELLED;
-        j->finished_ms = jobd_now_ms();
-        set_error(j, "cancelled");
-        rc = change_job(s, j, CH_UPDATE, done, arg);
-    }
+    rc = cancel_locked(s, j, done, arg);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -986,8 +1218,13 @@ int sched_output_state(struct sched *s, int64_t num, int stream, int64_t *readab
 void sched_stats(struct sched *s, struct sched_stats *st) {
     pthread_mutex_lock(&s->lock);
     st->queued = s->queued;
-    st->running = s->running;
+    st->running_process = s->running[POOL_PROCESS];
+    st->running_thread = s->running[POOL_THREAD];
+    st->running = st->running_process + st->running_thread;
+    st->seq = s->pub_seq;
     pthread_mutex_unlock(&s->lock);
+    st->threads = s->cfg->threads;
+    st->stuck_threads = exec_thread_stuck(s->threads);
 }
 
 /* ---- the scheduler thread: retry backoff and retention ---- */
@@ -1047,8 +1284,7 @@ static void *sched_main(void *arg) {
                 *pp = j->delayed_next;
                 j->delayed_next = NULL;
                 j->not_before = 0;
-                if (heap_push(s, j) < 0)
-                    log_error("scheduler: out of memory requeueing job %s", j->id);
+                make_ready(s, j);
                 continue;
             }
             if (j->not_before < next)
@@ -1084,6 +1320,7 @@ int sched_create(const struct sched_config *sc, struct sched **out) {
     static const struct exec_callbacks cbs = {on_started, on_output, on_exited};
     struct sched *s = calloc(1, sizeof *s);
     struct exec_config ec;
+    struct exec_thread_config tc;
     pthread_condattr_t ca;
     int rc;
 
@@ -1099,7 +1336,9 @@ int sched_create(const struct sched_config *sc, struct sched **out) {
     s->table = calloc(s->table_size, sizeof *s->table);
     s->idem_size = 1024;
     s->idem = calloc(s->idem_size, sizeof *s->idem);
-    if (!s->out_dir || !s->table || !s->idem) {
+    s->batches_size = 256;
+    s->batches = calloc(s->batches_size, sizeof *s->batches);
+    if (!s->out_dir || !s->table || !s->idem || !s->batches) {
         rc = -ENOMEM;
         goto fail;
     }
@@ -1118,12 +1357,22 @@ int sched_create(const struct sched_config *sc, struct sched **out) {
         pthread_mutex_destroy(&s->lock);
         goto fail;
     }
+    tc.out_dir = s->out_dir;
+    tc.threads = sc->cfg->threads;
+    rc = exec_thread_create(&tc, &cbs, s, &s->threads);
+    if (rc < 0) {
+        exec_proc_destroy(s->exec);
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->lock);
+        goto fail;
+    }
     *out = s;
     return 0;
 fail:
     free(s->out_dir);
     free(s->table);
     free(s->idem);
+    free(s->batches);
     free(s);
     return rc;
 }
@@ -1187,6 +1436,8 @@ static struct job *job_from_row(const struct store_row *row) {
         jobd_signal_parse(json_string_value(json_object_get(doc, "signal")), &j->signal);
     if (json_is_string(json_object_get(doc, "error")))
         j->error = strdup(json_string_value(json_object_get(doc, "error")));
+    if (row->batch)
+        snprintf(j->batch_id, sizeof j->batch_id, "%s", row->batch);
     json_decref(spec);
     json_decref(doc);
     return j;
@@ -1207,9 +1458,35 @@ static int recover_row(void *arg, const struct store_row *row) {
         job_free(j);
         return -ENOMEM;
     }
+    if (row->batch) {
+        int64_t bnum = sched_parse_batch_id(row->batch);
+        struct batch *b = bnum > 0 ? find_batch(s, bnum) : NULL;
+        if (!b && bnum > 0) {
+            struct store_batch sb;
+            char id[JOBD_MAX_ID_BYTES], name[JOBD_MAX_NAME_BYTES + 1];
+            b = calloc(1, sizeof *b);
+            if (b && store_get_batch(s->store, bnum, &sb, id, name, sizeof name) == 0) {
+                b->num = bnum;
+                snprintf(b->id, sizeof b->id, "%s", id);
+                b->name = sb.name ? strdup(sb.name) : NULL;
+                b->concurrency = sb.concurrency > 0 ? sb.concurrency : 1;
+                b->total = sb.total;
+                b->created_ms = sb.created_ms;
+                b->committed = true;
+                batch_insert(s, b);
+            } else {
+                log_error("scheduler: batch %s of job %s is missing; the job runs on its own",
+                          row->batch, j->id);
+                free(b);
+                b = NULL;
+            }
+        }
+        if (b)
+            batch_add_member(b, j);
+    }
     if (j->state == JOBD_QUEUED) {
         s->queued++;
-        heap_push(s, j);
+        make_ready(s, j);
         return 0;
     }
     /* It was running when jobd died: clean up after it. */
@@ -1224,7 +1501,7 @@ static int recover_row(void *arg, const struct store_row *row) {
     if (j->attempts <= j->spec.retries) {
         j->state = JOBD_QUEUED;
         s->queued++;
-        heap_push(s, j);
+        make_ready(s, j);
     } else {
         j->state = JOBD_FAILED;
         j->finished_ms = jobd_now_ms();
@@ -1272,22 +1549,27 @@ static void wait_until(struct sched *s, int64_t deadline) {
     pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 }
 
+static int running_total(struct sched *s) {
+    return s->running[POOL_PROCESS] + s->running[POOL_THREAD];
+}
+
 void sched_shutdown(struct sched *s, double grace_s) {
     int64_t deadline = jobd_mono_ms() + (int64_t)(grace_s * 1000);
 
     pthread_mutex_lock(&s->lock);
     s->stopping = true;
     fire_all(s, &s->global_watches);
-    while (s->running > 0 && jobd_mono_ms() < deadline)
+    while (running_total(s) > 0 && jobd_mono_ms() < deadline)
         wait_until(s, deadline);
-    if (s->running > 0) {
-        log_info("scheduler: stopping %d running job(s)", s->running);
+    if (running_total(s) > 0) {
+        log_info("scheduler: stopping %d running job(s)", running_total(s));
         pthread_mutex_unlock(&s->lock);
         exec_proc_stop_all(s->exec, 5000);
+        exec_thread_stop_all(s->threads, 5000);
         pthread_mutex_lock(&s->lock);
-        /* SIGKILL follows within the capped grace; give it generous slack. */
+        /* SIGKILL (or abandonment) follows within the capped grace; give it slack. */
         deadline = jobd_mono_ms() + 30000;
-        while (s->running > 0 && jobd_mono_ms() < deadline)
+        while (running_total(s) > 0 && jobd_mono_ms() < deadline)
             wait_until(s, deadline);
     }
     s->thread_stop = true;
@@ -1307,6 +1589,12 @@ void sched_destroy(struct sched *s) {
     if (!s)
         return;
     exec_proc_destroy(s->exec);
+    exec_thread_destroy(s->threads);
+    for (size_t i = 0; i < s->batches_size; i++) {
+        while (s->batches[i])
+            batch_free(s, s->batches[i]);
+    }
+    free(s->batches);
     for (size_t i = 0; i < s->table_size; i++) {
         struct job *j = s->table[i];
         while (j) {
@@ -1317,9 +1605,238 @@ void sched_destroy(struct sched *s) {
     }
     free(s->table);
     free(s->idem);
-    free(s->heap);
+    for (int p = 0; p < POOL_COUNT; p++)
+        free(s->ready[p].v);
     free(s->out_dir);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
+}
+
+/* ---- batches: API ---- */
+
+int sched_submit_batch(struct sched *s, struct jobd_spec *specs, size_t n, int concurrency,
+                       const char *name, int64_t *batch_num, sched_done_fn done, void *arg) {
+    struct batch *b = NULL;
+    struct change *bch = NULL, *first = NULL, **tail = &first;
+    struct job **jobs = NULL;
+    size_t made = 0;
+    int rc = 0;
+
+    if (n == 0 || n > SCHED_MAX_BATCH || concurrency < 1)
+        rc = -EINVAL;
+    jobs = rc == 0 ? calloc(n, sizeof *jobs) : NULL;
+    if (rc == 0 && !jobs)
+        rc = -ENOMEM;
+    /* Render the canonical specs outside the lock. */
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        json_t *sj = jobd_spec_to_json(&specs[i]);
+        struct job *j = calloc(1, sizeof *j);
+        if (!j || !sj || !(j->spec_json = json_dumps(sj, JSON_COMPACT | JSON_SORT_KEYS))) {
+            json_decref(sj);
+            free(j);
+            rc = -ENOMEM;
+            break;
+        }
+        json_decref(sj);
+        j->spec = specs[i];
+        jobd_spec_init(&specs[i]);
+        j->state = JOBD_QUEUED;
+        j->pub_state = JOBD_QUEUED;
+        j->exit_code = -1;
+        j->heap_slot = SIZE_MAX;
+        jobs[made++] = j;
+    }
+    if (rc < 0)
+        goto fail_unlocked;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping) {
+        rc = -ESHUTDOWN;
+        goto fail_locked;
+    }
+    if ((size_t)s->queued + n > (size_t)s->cfg->max_queued) {
+        rc = -EAGAIN;
+        goto fail_locked;
+    }
+    b = calloc(1, sizeof *b);
+    bch = calloc(1, sizeof *bch);
+    if (!b || !bch || (name && !(b->name = strdup(name)))) {
+        rc = -ENOMEM;
+        goto fail_locked;
+    }
+    b->num = ++s->last_num;
+    sched_format_batch_id(b->num, b->id, sizeof b->id);
+    b->concurrency = concurrency;
+    b->total = (int)n;
+    b->created_ms = jobd_now_ms();
+    batch_insert(s, b);
+    bch->s = s;
+    bch->kind = CH_BATCH;
+    bch->batch = b;
+    bch->op.kind = STORE_PUT_BATCH;
+    bch->op.batch =
+        (struct store_batch){b->num, b->id, b->name, b->concurrency, b->total, b->created_ms};
+    bch->op.done = change_done;
+    bch->op.arg = bch;
+    s->pending++;
+    *tail = bch;
+    tail = &bch->chain_next;
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = jobs[i];
+        struct change *ch;
+        j->num = ++s->last_num;
+        jobd_format_id(j->num, j->id, sizeof j->id);
+        j->created_ms = b->created_ms;
+        snprintf(j->batch_id, sizeof j->batch_id, "%s", b->id);
+        if (table_insert(s, j) < 0) {
+            rc = -ENOMEM;
+            break;
+        }
+        batch_add_member(b, j);
+        jobs[i] = NULL;
+        s->queued++;
+        /* The caller hears once, after the last job: all of them are then committed. */
+        ch = make_change(s, j, CH_SUBMIT, i + 1 == n ? done : NULL, i + 1 == n ? arg : NULL);
+        if (!ch) {
+            rc = -ENOMEM;
+            break;
+        }
+        *tail = ch;
+        tail = &ch->chain_next;
+    }
+    if (rc < 0) {
+        /*
+         * Out of memory half way: nothing has reached the store yet, so undo
+         * everything made so far. Every job inserted is a member of b.
+         */
+        for (struct change *c = first, *next; c; c = next) {
+            next = c->chain_next;
+            if (c->kind == CH_SUBMIT)
+                c->job->pending--;
+            s->pending--;
+            free(c->doc);
+            free(c);
+        }
+        while (b->members) {
+            struct job *j = b->members;
+            table_remove(s, j);
+            batch_remove_member(s, j); /* b is neither committed nor failed: it stays */
+            s->queued--;
+            job_free(j);
+        }
+        batch_free(s, b);
+        pthread_mutex_unlock(&s->lock);
+        goto fail_unlocked;
+    }
+    /* Link the store operations in chain order and queue them as one. */
+    for (struct change *c = first; c; c = c->chain_next)
+        c->op.next = c->chain_next ? &c->chain_next->op : NULL;
+    store_enqueue_chain(s->store, &first->op);
+    *batch_num = b->num;
+    pthread_mutex_unlock(&s->lock);
+    free(jobs);
+    return 0;
+
+fail_locked:
+    if (b) {
+        free(b->name);
+        free(b);
+    }
+    free(bch);
+    pthread_mutex_unlock(&s->lock);
+fail_unlocked:
+    for (size_t i = 0; i < made; i++)
+        if (jobs[i])
+            job_free(jobs[i]);
+    for (size_t i = 0; i < n; i++)
+        jobd_spec_free(&specs[i]);
+    free(jobs);
+    return rc;
+}
+
+struct id_list {
+    json_t *ids;
+};
+
+static int add_id(void *arg, int64_t num, const char *id) {
+    struct id_list *l = arg;
+
+    return json_array_append_new(l->ids, json_string(id)) == 0 ? 0 : -ENOMEM;
+}
+
+int sched_get_batch(struct sched *s, int64_t num, json_t **doc) {
+    struct store_batch sb;
+    char id[JOBD_MAX_ID_BYTES], name[JOBD_MAX_NAME_BYTES + 1], ts[40];
+    int counts[JOBD_STATE_COUNT];
+    struct id_list l;
+    json_t *o, *c;
+    int rc, active, total = 0;
+
+    rc = store_get_batch(s->store, num, &sb, id, name, sizeof name);
+    if (rc < 0)
+        return rc;
+    rc = store_batch_counts(s->store, id, counts);
+    if (rc < 0)
+        return rc;
+    l.ids = json_array();
+    c = json_object();
+    if (!l.ids || !c) {
+        json_decref(l.ids);
+        json_decref(c);
+        return -ENOMEM;
+    }
+    rc = store_batch_jobs(s->store, id, add_id, &l);
+    if (rc < 0) {
+        json_decref(l.ids);
+        json_decref(c);
+        return rc;
+    }
+    for (int i = 0; i < JOBD_STATE_COUNT; i++) {
+        json_object_set_new(c, jobd_state_name((enum jobd_state)i), json_integer(counts[i]));
+        total += counts[i];
+    }
+    active = counts[JOBD_QUEUED] + counts[JOBD_RUNNING];
+    jobd_format_time(sb.created_ms, ts, sizeof ts);
+    o = json_pack("{s:s, s:s?, s:i, s:i, s:o, s:b, s:o, s:s}", "id", id, "name", sb.name,
+                  "concurrency", sb.concurrency, "total", sb.total, "counts", c, "done",
+                  active == 0 && total == sb.total, "jobs", l.ids, "created_at", ts);
+    if (!o)
+        return -ENOMEM;
+    *doc = o;
+    return 0;
+}
+
+int sched_watch_batch(struct sched *s, struct sched_watch *w, int64_t num) {
+    struct batch *b;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    watch_unlink(s, w);
+    b = find_batch(s, num);
+    if (!b || !b->committed) {
+        rc = b ? -ENOENT : 1;
+    } else if (s->stopping) {
+        rc = 1;
+    } else {
+        watch_link(&b->watches, w);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int sched_cancel_batch(struct sched *s, int64_t num) {
+    struct batch *b;
+
+    pthread_mutex_lock(&s->lock);
+    b = find_batch(s, num);
+    if (b && b->committed) {
+        /* cancel_locked never removes a member at once: removal waits for the publish. */
+        for (struct job *j = b->members; j; j = j->bnext)
+            if (j->visible)
+                cancel_locked(s, j, NULL, NULL);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 0;
 }

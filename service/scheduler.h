@@ -13,6 +13,7 @@
 #ifndef JOBD_SCHEDULER_H
 #define JOBD_SCHEDULER_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -130,11 +131,52 @@ int64_t sched_published_seq(struct sched *s);
  */
 int sched_output_state(struct sched *s, int64_t num, int stream, int64_t *readable, bool *ended);
 
-/* Counters for /healthz. */
+/* Counters for /healthz and /metrics. */
 struct sched_stats {
     int queued;
-    int running;
+    int running;         /* all executors */
+    int running_process; /* children */
+    int running_thread;  /* tasks on worker threads */
+    int threads;         /* size of the task thread pool */
+    int stuck_threads;   /* workers stuck in an abandoned task */
+    int64_t seq;         /* highest published change */
 };
 void sched_stats(struct sched *s, struct sched_stats *st);
+
+/* ---- batches ---- */
+
+#define SCHED_MAX_BATCH 100000 /* jobs in one batch */
+
+/*
+ * Submit `n` jobs as one batch, at most `concurrency` of them running at once.
+ * specs[0..n-1] are stolen (freed by the scheduler even on failure; the array
+ * itself stays the caller's). All of them are committed in one transaction.
+ * Returns 0 and *batch_num, then done(arg, status) after the commit (status 0,
+ * or a negative errno when nothing was stored); -EAGAIN when the queue has no
+ * room for n more; -ESHUTDOWN; -ENOMEM.
+ */
+int sched_submit_batch(struct sched *s, struct jobd_spec *specs, size_t n, int concurrency,
+                       const char *name, int64_t *batch_num, sched_done_fn done, void *arg);
+
+/*
+ * The batch document: {"id","name","concurrency","total","counts":{state:n},
+ * "done","jobs":[ids],"created_at"}. *doc is a new reference. Return 0,
+ * -ENOENT, or -errno.
+ */
+int sched_get_batch(struct sched *s, int64_t num, json_t **doc);
+
+/*
+ * Arm w to fire when every job of the batch has ended (or at shutdown).
+ * Return 0 when armed, 1 when they all have already (not armed), -ENOENT
+ * while the batch is still being stored.
+ */
+int sched_watch_batch(struct sched *s, struct sched_watch *w, int64_t num);
+
+/* Cancel every job of the batch that has not ended. Return 0 or -ENOENT. */
+int sched_cancel_batch(struct sched *s, int64_t num);
+
+/* Batch ids are "b" + base 36, like job ids; -1 when not a batch id. */
+void sched_format_batch_id(int64_t num, char *buf, size_t len);
+int64_t sched_parse_batch_id(const char *id);
 
 #endif

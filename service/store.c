@@ -32,6 +32,7 @@
  * writer thread alone (between store_open and the join in store_close).
  */
 #include "store.h"
+#include "jobd/spec.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -66,6 +67,9 @@ struct reader {
     sqlite3_stmt *find_idem;
     sqlite3_stmt *load_active;
     sqlite3_stmt *load_expired;
+    sqlite3_stmt *get_batch;
+    sqlite3_stmt *batch_counts;
+    sqlite3_stmt *batch_jobs;
 };
 
 struct store {
@@ -79,6 +83,7 @@ struct store {
     sqlite3_stmt *put;
     sqlite3_stmt *del;
     sqlite3_stmt *meta_max;
+    sqlite3_stmt *put_batch;
     int *status;       /* per-operation status of the current transaction */
     size_t status_cap; /* entries allocated in status */
 
@@ -319,6 +324,10 @@ static int setup_schema(struct store *st, struct store_info *info, char *errbuf,
                   "CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch, num);"
                   "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_ms)"
                   " WHERE finished_ms > 0;"
+                  "CREATE TABLE IF NOT EXISTS batches("
+                  " num INTEGER PRIMARY KEY, id TEXT NOT NULL, name TEXT,"
+                  " concurrency INTEGER NOT NULL, total INTEGER NOT NULL,"
+                  " created_ms INTEGER NOT NULL);"
                   "INSERT OR IGNORE INTO meta(key, value) VALUES"
                   " ('schema_version', 1), ('last_num', 0), ('last_seq', 0);",
                   errbuf, errlen);
@@ -332,6 +341,9 @@ static int setup_schema(struct store *st, struct store_info *info, char *errbuf,
     if (ret == 0) {
         int64_t n = 0;
         ret = query_int(db, "SELECT max(num) FROM jobs", &n, errbuf, errlen);
+        in.last_num = n > in.last_num ? n : in.last_num;
+        if (ret == 0)
+            ret = query_int(db, "SELECT max(num) FROM batches", &n, errbuf, errlen);
         in.last_num = n > in.last_num ? n : in.last_num;
     }
     if (ret == 0) {
@@ -387,6 +399,12 @@ static int prepare_writer(struct store *st) {
     }
     if (rc == SQLITE_OK) {
         rc = prepare_persistent(db,
+                                "INSERT OR REPLACE INTO batches(num, id, name, concurrency, total,"
+                                " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                                &st->put_batch);
+    }
+    if (rc == SQLITE_OK) {
+        rc = prepare_persistent(db,
                                 "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) "
                                 "DO UPDATE SET value = max(value, excluded.value)",
                                 &st->meta_max);
@@ -412,6 +430,21 @@ static int prepare_reader(struct reader *r) {
                                 " AND finished_ms < ?1 ORDER BY finished_ms LIMIT ?2",
                                 &r->load_expired);
     }
+    if (rc == SQLITE_OK) {
+        rc = prepare_persistent(r->db,
+                                "SELECT id, name, concurrency, total, created_ms FROM batches"
+                                " WHERE num = ?1",
+                                &r->get_batch);
+    }
+    if (rc == SQLITE_OK) {
+        rc = prepare_persistent(r->db,
+                                "SELECT state, count(*) FROM jobs WHERE batch = ?1 GROUP BY state",
+                                &r->batch_counts);
+    }
+    if (rc == SQLITE_OK) {
+        rc = prepare_persistent(r->db, "SELECT num, id FROM jobs WHERE batch = ?1 ORDER BY num",
+                                &r->batch_jobs);
+    }
     return rc == SQLITE_OK ? 0 : sqlite_errno(rc);
 }
 
@@ -436,6 +469,9 @@ static void store_free(struct store *st) {
         finalize(&r->find_idem);
         finalize(&r->load_active);
         finalize(&r->load_expired);
+        finalize(&r->get_batch);
+        finalize(&r->batch_counts);
+        finalize(&r->batch_jobs);
         close_conn(&r->db, st->path);
     }
     for (int i = 0; i < st->readers_init; i++) {
@@ -447,6 +483,7 @@ static void store_free(struct store *st) {
     finalize(&st->put);
     finalize(&st->del);
     finalize(&st->meta_max);
+    finalize(&st->put_batch);
     /* The last connection to close checkpoints the WAL and removes it. */
     close_conn(&st->wdb, st->path);
     if (st->qcond_init) {
@@ -486,6 +523,29 @@ static int apply_op(struct store *st, const struct store_op *op, int64_t *maxnum
     if (op->kind == STORE_DELETE) {
         int rc = sqlite3_bind_int64(st->del, 1, op->row.num);
         return rc == SQLITE_OK ? step_write(st->del) : rc;
+    }
+    if (op->kind == STORE_PUT_BATCH) {
+        const struct store_batch *b = &op->batch;
+        sqlite3_stmt *s = st->put_batch;
+        int rc = b->id ? sqlite3_bind_int64(s, 1, b->num) : SQLITE_MISUSE;
+        if (rc == SQLITE_OK)
+            rc = bind_text(s, 2, b->id);
+        if (rc == SQLITE_OK)
+            rc = bind_text(s, 3, b->name);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int(s, 4, b->concurrency);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int(s, 5, b->total);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(s, 6, b->created_ms);
+        if (rc != SQLITE_OK) {
+            sqlite3_clear_bindings(s);
+            return rc;
+        }
+        rc = step_write(s);
+        if (rc == SQLITE_DONE)
+            *maxnum = b->num > *maxnum ? b->num : *maxnum;
+        return rc;
     }
     const struct store_row *r = &op->row;
     const char *state = jobd_state_name(r->state);
@@ -875,6 +935,33 @@ void store_enqueue(struct store *st, struct store_op *op) {
     pthread_mutex_unlock(&st->qlock);
 }
 
+void store_enqueue_chain(struct store *st, struct store_op *first) {
+    struct store_op *last = first;
+
+    if (first == NULL)
+        return;
+    while (last->next != NULL)
+        last = last->next;
+    pthread_mutex_lock(&st->qlock);
+    if (st->stopped) {
+        pthread_mutex_unlock(&st->qlock);
+        fprintf(stderr, "store: write of a chain after close\n");
+        for (struct store_op *op = first, *next; op != NULL; op = next) {
+            next = op->next;
+            op->done(op->arg, -ECANCELED);
+        }
+        return;
+    }
+    if (st->tail == NULL) {
+        st->head = first;
+        pthread_cond_signal(&st->qcond);
+    } else {
+        st->tail->next = first;
+    }
+    st->tail = last;
+    pthread_mutex_unlock(&st->qlock);
+}
+
 uint64_t store_commit_count(struct store *st) {
     return atomic_load(&st->commits);
 }
@@ -1236,6 +1323,98 @@ int store_load_expired(struct store *st, int64_t before_ms, int limit,
     ret = walk_rows(r->db, r->load_expired, "loading expired jobs", fn, arg);
 out:
     read_done(r->load_expired);
+    reader_put(r);
+    return ret;
+}
+
+int store_get_batch(struct store *st, int64_t num, struct store_batch *b, char *id, char *name,
+                    size_t name_len) {
+    int ret = 0;
+    struct reader *r = reader_get(st);
+    int rc = sqlite3_bind_int64(r->get_batch, 1, num);
+    if (rc != SQLITE_OK) {
+        ret = bind_failed(r->db, "get batch", rc);
+        goto out;
+    }
+    rc = sqlite3_step(r->get_batch);
+    if (rc == SQLITE_DONE) {
+        ret = -ENOENT;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        fprintf(stderr, "store: get batch %lld failed: %s\n", (long long)num,
+                sqlite3_errmsg(r->db));
+        ret = sqlite_errno(rc);
+        goto out;
+    }
+    const char *tid = (const char *)sqlite3_column_text(r->get_batch, 0);
+    const char *tname = (const char *)sqlite3_column_text(r->get_batch, 1);
+    snprintf(id, JOBD_MAX_ID_BYTES, "%s", tid ? tid : "");
+    b->num = num;
+    b->id = id;
+    b->name = NULL;
+    if (tname && name && name_len) {
+        snprintf(name, name_len, "%s", tname);
+        b->name = name;
+    }
+    b->concurrency = sqlite3_column_int(r->get_batch, 2);
+    b->total = sqlite3_column_int(r->get_batch, 3);
+    b->created_ms = sqlite3_column_int64(r->get_batch, 4);
+out:
+    read_done(r->get_batch);
+    reader_put(r);
+    return ret;
+}
+
+int store_batch_counts(struct store *st, const char *batch_id, int *counts) {
+    int ret = 0;
+    struct reader *r = reader_get(st);
+    int rc = bind_text(r->batch_counts, 1, batch_id);
+
+    for (int i = 0; i < JOBD_STATE_COUNT; i++)
+        counts[i] = 0;
+    if (rc != SQLITE_OK) {
+        ret = bind_failed(r->db, "count batch", rc);
+        goto out;
+    }
+    while ((rc = sqlite3_step(r->batch_counts)) == SQLITE_ROW) {
+        enum jobd_state state;
+        const char *name = (const char *)sqlite3_column_text(r->batch_counts, 0);
+        if (name && jobd_state_parse(name, &state) == 0)
+            counts[state] = sqlite3_column_int(r->batch_counts, 1);
+    }
+    if (rc != SQLITE_DONE) {
+        fprintf(stderr, "store: count batch %s failed: %s\n", batch_id, sqlite3_errmsg(r->db));
+        ret = sqlite_errno(rc);
+    }
+out:
+    read_done(r->batch_counts);
+    reader_put(r);
+    return ret;
+}
+
+int store_batch_jobs(struct store *st, const char *batch_id,
+                     int (*fn)(void *arg, int64_t num, const char *id), void *arg) {
+    int ret = 0;
+    struct reader *r = reader_get(st);
+    int rc = bind_text(r->batch_jobs, 1, batch_id);
+
+    if (rc != SQLITE_OK) {
+        ret = bind_failed(r->db, "list batch", rc);
+        goto out;
+    }
+    while ((rc = sqlite3_step(r->batch_jobs)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(r->batch_jobs, 1);
+        ret = fn(arg, sqlite3_column_int64(r->batch_jobs, 0), id ? id : "");
+        if (ret != 0)
+            goto out;
+    }
+    if (rc != SQLITE_DONE) {
+        fprintf(stderr, "store: list batch %s failed: %s\n", batch_id, sqlite3_errmsg(r->db));
+        ret = sqlite_errno(rc);
+    }
+out:
+    read_done(r->batch_jobs);
     reader_put(r);
     return ret;
 }

@@ -47,8 +47,19 @@ struct store_row {
 };
 
 enum store_op_kind {
-    STORE_PUT,    /* insert or replace the row `row` */
-    STORE_DELETE, /* delete the row with number `row.num` */
+    STORE_PUT,       /* insert or replace the row `row` */
+    STORE_DELETE,    /* delete the row with number `row.num` */
+    STORE_PUT_BATCH, /* insert or replace the batch `batch` */
+};
+
+/* A batch: a group of jobs submitted together, at most `concurrency` running at once. */
+struct store_batch {
+    int64_t num;
+    const char *id;   /* "b..." */
+    const char *name; /* may be NULL */
+    int concurrency;
+    int total;
+    int64_t created_ms;
 };
 
 /*
@@ -64,6 +75,7 @@ enum store_op_kind {
 struct store_op {
     enum store_op_kind kind;
     struct store_row row;
+    struct store_batch batch; /* STORE_PUT_BATCH only */
     bool retry;
     void (*done)(void *arg, int status);
     void *arg;
@@ -89,6 +101,25 @@ void store_close(struct store *st);
 
 /* Queue an operation (thread-safe, never blocks on disk). */
 void store_enqueue(struct store *st, struct store_op *op);
+
+/*
+ * Queue a chain of operations linked through `next` (the last one's next is
+ * NULL). The chain is appended at once, so it lands in one transaction: all
+ * of it commits or none (unless a single row is rejected on its own).
+ */
+void store_enqueue_chain(struct store *st, struct store_op *first);
+
+/*
+ * Batches. store_get_batch fills *b with strings in the caller's buffers
+ * (id: JOBD_MAX_ID_BYTES, name: name_len). Return 0, -ENOENT or -errno.
+ */
+int store_get_batch(struct store *st, int64_t num, struct store_batch *b, char *id, char *name,
+                    size_t name_len);
+/* Count the batch's jobs by state into counts[JOBD_STATE_COUNT]. Return 0 or -errno. */
+int store_batch_counts(struct store *st, const char *batch_id, int *counts);
+/* Call fn(arg, num, id) for each job of the batch, oldest first. Return 0 or fn's non-zero. */
+int store_batch_jobs(struct store *st, const char *batch_id,
+                     int (*fn)(void *arg, int64_t num, const char *id), void *arg);
 
 /*
  * Reads. Each returns 0, -ENOENT when nothing matches, or another negative

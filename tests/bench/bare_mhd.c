@@ -42,7 +42,11 @@ struct opts {
     unsigned max_connections;
     unsigned connection_timeout;
     int allow_suspend; /* set MHD_ALLOW_SUSPEND_RESUME, as jobd must for its long polls */
+    int static_body;   /* serve one document built at start: the ceiling of MHD alone */
 };
+
+/* With --static-body, the document every request gets (for any id); NULL otherwise. */
+static char *static_doc;
 
 /* Write the RFC 3339 UTC time `ms` (milliseconds since the epoch) into buf. */
 static void format_time(char buf[32], long long ms) {
@@ -135,6 +139,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     size_t idlen = strlen(id);
     if (idlen == 0 || idlen > MAX_ID_BYTES || strchr(id, '/') != NULL)
         return not_found(c);
+    if (static_doc != NULL) {
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(strlen(static_doc), static_doc, MHD_RESPMEM_PERSISTENT);
+        if (r == NULL)
+            return MHD_NO;
+        enum MHD_Result ok =
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        if (ok == MHD_YES)
+            ok = MHD_queue_response(c, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        return ok;
+    }
     char *body = job_body(id);
     if (body == NULL)
         return MHD_NO;
@@ -144,13 +160,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 static void usage(FILE *f) {
     fprintf(f, "usage: bare_mhd [--host ADDR] [--port PORT] [--threads N]\n"
                "                [--max-connections N] [--connection-timeout SECONDS]\n"
-               "                [--allow-suspend]\n"
+               "                [--allow-suspend] [--static-body]\n"
                "  --host ADDR               IPv4 address to listen on (default 127.0.0.1)\n"
                "  --port PORT               0 picks an ephemeral port (default 0)\n"
                "  --threads N               libmicrohttpd thread pool size (default 2)\n"
                "  --max-connections N       connection limit (default 1024)\n"
                "  --connection-timeout S    idle connection timeout (default 60)\n"
-               "  --allow-suspend           also set MHD_ALLOW_SUSPEND_RESUME (jobd sets it)\n");
+               "  --allow-suspend           also set MHD_ALLOW_SUSPEND_RESUME (jobd sets it)\n"
+               "  --static-body             build the document once and serve it to every\n"
+               "                            request: libmicrohttpd's own ceiling\n");
 }
 
 static int parse_uint(const char *s, unsigned max, unsigned *out) {
@@ -175,10 +193,11 @@ int main(int argc, char **argv) {
                                              {"max-connections", required_argument, NULL, 'm'},
                                              {"connection-timeout", required_argument, NULL, 'T'},
                                              {"allow-suspend", no_argument, NULL, 'S'},
+                                             {"static-body", no_argument, NULL, 'B'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "H:p:t:m:T:Sh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "H:p:t:m:T:SBh", longopts, NULL)) != -1) {
         int bad = 0;
         switch (ch) {
         case 'H':
@@ -198,6 +217,9 @@ int main(int argc, char **argv) {
             break;
         case 'S':
             o.allow_suspend = 1;
+            break;
+        case 'B':
+            o.static_body = 1;
             break;
         case 'h':
             usage(stdout);
@@ -233,6 +255,10 @@ int main(int argc, char **argv) {
     /* Seed jansson's hash before threads exist; block the stop signals so only sigwait sees them.
      */
     json_object_seed(0);
+    if (o.static_body && (static_doc = job_body("j1")) == NULL) {
+        fprintf(stderr, "bare_mhd: out of memory\n");
+        return 1;
+    }
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
@@ -270,5 +296,6 @@ int main(int argc, char **argv) {
         ;
     fprintf(stderr, "bare_mhd: %s, stopping\n", strsignal(sig));
     MHD_stop_daemon(d);
+    free(static_doc);
     return 0;
 }

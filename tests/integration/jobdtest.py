@@ -75,7 +75,9 @@ def _take_bin_from_argv():
 def jobd_bin():
     """Path of the jobd binary under test."""
     cands = [_bin_from_argv, os.environ.get("JOBD_BIN")]
-    cands += sorted(glob.glob(os.path.join(_REPO, "build*", "jobd")))
+    # build/jobd (where CMake puts it), then the newest of any other build*/jobd.
+    others = glob.glob(os.path.join(_REPO, "build*", "jobd"))
+    cands += [os.path.join(_REPO, "build", "jobd")] + sorted(others, key=os.path.getmtime, reverse=True)
     for c in cands:
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
             return os.path.abspath(c)
@@ -658,21 +660,42 @@ class Jobd:
 # Test case base
 
 
+SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|WARNING: ThreadSanitizer|"
+                          r"runtime error: |SUMMARY: (Address|Undefined|Thread)")
+
+
+def check_sanitizers(j):
+    """Raise AssertionError if a sanitizer reported anything in jobd's log."""
+    log = j.log()
+    m = SANITIZER_RE.search(log)
+    if m:
+        start = max(0, m.start() - 200)
+        raise AssertionError("sanitizer report in jobd's log:\n" + log[start : start + 3000])
+
+
 class JobdTestCase(unittest.TestCase):
     """Helpers for tests: start_jobd() registers cleanup; assertProblem checks RFC 9457."""
 
     maxDiff = 4000
 
     def start_jobd(self, *args, **kw):
-        j = Jobd(*args, start=False, **kw)
+        """Start a jobd for this test; it is closed (and its log checked) when the test ends."""
+        j = self.track(Jobd(*args, start=False, **kw))
+        j.start()
+        return j
+
+    def track(self, j):
+        """Close j when the test ends, print its log if the test failed, check it for sanitizer reports."""
+        self.addCleanup(check_sanitizers, j)
         self.addCleanup(j.close)
         self.addCleanup(self._dump_log_on_failure, j)
-        j.start()
         return j
 
     @classmethod
     def start_shared(cls, *args, **kw):
+        """Start a jobd for the whole class (closed and checked after its last test)."""
         j = Jobd(*args, start=False, **kw)
+        cls.addClassCleanup(check_sanitizers, j)
         cls.addClassCleanup(j.close)
         j.start()
         return j

@@ -67,6 +67,52 @@ class JobsApiTest(JobdTestCase):
         # Times are close to now (UTC, milliseconds).
         self.assertLess(abs(parse_time(done["finished_at"]) - time.time()), 60)
 
+    def test_spec_round_trip(self):
+        """The job resource holds the spec as submitted, every field."""
+        spec = {
+            "command": ["printf", "%s|", "", "a b", "\u00e9\u2603"],
+            "stdin": "in",
+            "env": {"A": "1", "B": "\u00fc"},
+            "cwd": "/tmp",
+            "timeout": 12.5,
+            "kill_signal": "SIGINT",
+            "kill_grace": 0.5,
+            "retries": 2,
+            "retry_delay": 0.25,
+            "retry_exit_codes": [1, 2],
+            "priority": -7,
+            "name": "r\u00f8und-trip",
+            "labels": {"k": "v", "team.io/x-y_z": "\u2603"},
+            "limits": {"cpu_seconds": 100, "memory_bytes": 1073741824, "open_files": 256,
+                       "output_bytes": 1048576},
+        }
+        job = self.j.submit(spec, wait=15)
+        self.assertJobShape(job)
+        for k, v in spec.items():
+            self.assertEqual(job[k], v, k)
+        self.assertEqual(job["executor"], "process")
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(self.j.output(job["id"]), "|a b|\u00e9\u2603|".encode())
+        # "TERM" is accepted for "SIGTERM" and shown by its full name.
+        job = self.j.submit({"command": ["true"], "kill_signal": "TERM"})
+        self.assertEqual(job["kill_signal"], "SIGTERM")
+
+    def test_big_argv(self):
+        args = ["a%d" % i for i in range(2000)] + ["x" * 100000]
+        job = self.j.submit({"command": ["printf", "%s\n"] + args}, wait=15)
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertTrue(self.j.output(job["id"]) == ("\n".join(args) + "\n").encode())
+
+    def test_binary_output_and_nul_in_stdin(self):
+        job = self.j.submit({"shell": "printf 'a\\000b\\377\\001'"}, wait=15)
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(self.j.output(job["id"]), b"a\x00b\xff\x01")
+        self.assertEqual(job["stdout_bytes"], 5)
+        # stdin may contain NUL bytes (\u0000 in JSON).
+        job = self.j.submit({"command": ["od", "-An", "-c"], "stdin": "a\u0000b"}, wait=15)
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(self.j.output(job["id"]).split(), [b"a", b"\\0", b"b"])
+
     def test_ids_increase(self):
         a = self.j.submit({"command": ["true"]})
         b = self.j.submit({"command": ["true"]})

@@ -79,8 +79,7 @@ class TokenTest(JobdTestCase):
 class TokenFileTest(JobdTestCase):
     def test_token_file(self):
         token = "file-" + secrets.token_hex(16)
-        j = Jobd(start=False)
-        self.addCleanup(j.close)
+        j = self.track(Jobd(start=False))
         path = os.path.join(j.tmp, "token")
         with open(path, "w") as f:
             f.write(token + "\n")
@@ -99,8 +98,7 @@ class TokenFileTest(JobdTestCase):
 
 class ListenAddressTest(JobdTestCase):
     def test_refuses_non_loopback_without_token(self):
-        j = Jobd(listen="0.0.0.0:0", start=False)
-        self.addCleanup(j.close)
+        j = self.track(Jobd(listen="0.0.0.0:0", start=False))
         j.spawn()
         rc = j.wait_exit(10)
         if rc is None:
@@ -113,8 +111,7 @@ class ListenAddressTest(JobdTestCase):
         self.assertRegex(log.lower(), "token|insecure", log)
 
     def test_starts_on_non_loopback_with_insecure(self):
-        j = Jobd("--insecure", listen="0.0.0.0:0", start=False)
-        self.addCleanup(j.close)
+        j = self.track(Jobd("--insecure", listen="0.0.0.0:0", start=False))
         j.start()
         self.assertEqual(j.request("GET", "/healthz").status, 200)
         r = j.request("GET", "/v1/jobs")
@@ -122,8 +119,7 @@ class ListenAddressTest(JobdTestCase):
 
     def test_starts_on_non_loopback_with_token(self):
         token = "tok-" + secrets.token_hex(16)
-        j = Jobd(listen="0.0.0.0:0", token=token, start=False)
-        self.addCleanup(j.close)
+        j = self.track(Jobd(listen="0.0.0.0:0", token=token, start=False))
         j.start()
         self.assertProblem(j.request("GET", "/v1/jobs", auth=False), 401)
         self.assertEqual(j.request("GET", "/v1/jobs").status, 200)
@@ -133,8 +129,7 @@ class TokenNotLoggedTest(JobdTestCase):
     def test_token_never_logged(self):
         token = "tok-" + secrets.token_hex(16)
         for fmt in ("plain", "json"):
-            j = Jobd("--log-format", fmt, token=token, start=False)
-            self.addCleanup(j.close)
+            j = self.track(Jobd("--log-format", fmt, token=token, start=False))
             j.start()
             # Traffic that a careless logger would echo: right and wrong tokens,
             # a failing job, errors.

@@ -34,6 +34,7 @@ BAD_SPECS = [
     ({"command": ["true"], "env": {"A": 1}}, "env.A"),
     ({"command": ["true"], "env": ["A=1"]}, "env"),
     ({"command": ["true"], "labels": {"team": 7}}, "labels.team"),
+    ({"command": ["true"], "labels": {"a b": "x"}}, "labels.a b"),
     ({"command": ["true"], "limits": {"memory_bytes": "1G"}}, "limits.memory_bytes"),
     ({"command": ["true"], "limits": {"output_byte": 10}}, "limits.output_byte"),
     ({"command": ["true"], "kill_signal": "SIGNOPE"}, "kill_signal"),
@@ -57,6 +58,10 @@ BAD_SPECS = [
 # Specs refused with 400, without a promise about which field is named.
 BAD_SPECS_ANY_FIELD = [
     {},
+    {"command": ["true"], "executor": "thread"},
+    {"command": ["true"], "env": {"": "x"}},
+    {"command": ["true"], "env": {"A=B": "x"}},
+    {"command": ["true\u0000x"]},
     {"command": ["true"], "shell": "true"},
     {"name": "no command"},
 ]

@@ -173,8 +173,7 @@ class RecoveryTest(JobdTestCase):
         other's jobs: the second must refuse to start."""
         a = self.start_jobd()
         first = a.submit({"command": ["echo", "from-a"]}, wait=10)
-        b = jobdtest.Jobd(data_dir=a.data_dir, start=False)
-        self.addCleanup(b.close)
+        b = self.track(jobdtest.Jobd(data_dir=a.data_dir, start=False))
         try:
             b.start()
         except jobdtest.StartError:

@@ -2,7 +2,8 @@
  * test_exec_process.c: the process executor (service/exec_process.c) with
  * real children: exits, signals, start failures, stdin, large output on
  * both streams, caps, timeouts, cancel, stray processes, descriptors, the
- * environment, rlimits, zombies and descriptor leaks.
+ * environment, rlimits, zombies and descriptor leaks; and task specs, which
+ * run a C function registered here in a forked child.
  *
  * Each test gets its own executor and output directory. Callbacks record
  * into a table under a mutex; the test thread waits on a condition
@@ -28,8 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "exec_process.h"
 #include "jobd/spec.h"
+#include "jobd/task.h"
 #include "jobd/util.h"
 #include "output.h"
 
@@ -42,7 +46,8 @@ struct record {
     int64_t pid_start, started_ms;
     int64_t readable[2];
     bool readable_shrank;
-    struct exec_result res;
+    struct exec_result res; /* res.result_json points to result_json */
+    char *result_json;      /* a copy of what `exited` was given */
 };
 
 struct harness {
@@ -91,6 +96,11 @@ static void cb_exited(void *ctx, int64_t num, const struct exec_result *res) {
     r->exited = true;
     r->exited_calls++;
     r->res = *res;
+    free(r->result_json);
+    r->result_json = res->result_json ? strdup(res->result_json) : NULL;
+    if (res->result_json != NULL && r->result_json == NULL)
+        abort();
+    r->res.result_json = r->result_json; /* the executor's copy is borrowed for the call only */
     h->exited_count++;
     bool chain = h->chain_spec != NULL && h->chain_left > 0;
     int64_t next = 0;
@@ -167,6 +177,8 @@ static void harness_free(struct harness *h) {
     pthread_mutex_destroy(&h->lock);
     pthread_cond_destroy(&h->cond);
     rm_dir(h->dir);
+    for (int i = 0; i < MAX_NUM; i++)
+        free(h->rec[i].result_json);
     free(h);
 }
 
@@ -807,6 +819,428 @@ static void test_kill_leftover_group(void **state) {
     assert_int_equal(group_members(pid), 0);
 }
 
+/* ---- tasks under the process executor ------------------------------------------------------ */
+
+/* Prints to both streams (through the API and through stdio) and sets a result from its args. */
+static int task_hello(const json_t *args, jobd_task *t) {
+    if (jobd_task_current() != t)
+        return 99;
+    jobd_task_printf(t, "hello %s\n", jobd_task_id(t));
+    jobd_task_eprintf(t, "warning %d\n", 7);
+    printf("via stdio\n"); /* flushed by the executor after the task returns */
+    jobd_task_set_result(t, json_pack("{s:O, s:s}", "args", args, "id", jobd_task_id(t)));
+    return 0;
+}
+
+static int task_fail3(const json_t *args, jobd_task *t) {
+    jobd_task_printf(t, "trying\n");
+    jobd_task_set_error(t, "bad input: %s", json_string_value(json_object_get(args, "what")));
+    return 3;
+}
+
+static int task_segv(const json_t *args, jobd_task *t) {
+    jobd_task_printf(t, "about to crash\n");
+    raise(SIGSEGV);
+    return 0;
+}
+
+/* Sleeps args.seconds; with args.ignore_term it ignores SIGTERM first and says "ready". */
+static int task_sleep(const json_t *args, jobd_task *t) {
+    if (json_is_true(json_object_get(args, "ignore_term"))) {
+        signal(SIGTERM, SIG_IGN);
+        jobd_task_printf(t, "ready\n");
+    }
+    return jobd_task_sleep(t, json_number_value(json_object_get(args, "seconds"))) == 0 ? 0 : 1;
+}
+
+/* Lists its open fds (but the one listing them), its stdin and its cwd. */
+static int task_fds(const json_t *args, jobd_task *t) {
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return 2;
+    struct dirent *de;
+    int fds[64], n = 0;
+    while ((de = readdir(d)) != NULL && n < 64) {
+        if (de->d_name[0] != '.' && atoi(de->d_name) != dirfd(d))
+            fds[n++] = atoi(de->d_name);
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) { /* readdir order is not promised: sort */
+        for (int j = i + 1; j < n; j++) {
+            if (fds[j] < fds[i]) {
+                int x = fds[i];
+                fds[i] = fds[j];
+                fds[j] = x;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++)
+        jobd_task_printf(t, "%d\n", fds[i]);
+    char in[PATH_MAX] = "", cwd[PATH_MAX] = "";
+    ssize_t k = readlink("/proc/self/fd/0", in, sizeof(in) - 1);
+    if (k > 0)
+        in[k] = '\0';
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        return 2;
+    int cloexec = fcntl(3, F_GETFD);
+    jobd_task_set_result(t, json_pack("{s:s, s:s, s:b}", "stdin", in, "cwd", cwd, "fd3_cloexec",
+                                      cloexec >= 0 && (cloexec & FD_CLOEXEC)));
+    return 0;
+}
+
+/* Returns args.rc, sets no result; with args.error sets that error. */
+static int task_rc(const json_t *args, jobd_task *t) {
+    const char *e = json_string_value(json_object_get(args, "error"));
+    if (e != NULL)
+        jobd_task_set_error(t, "%s", e);
+    return (int)json_integer_value(json_object_get(args, "rc"));
+}
+
+/* A result document of 17 MiB: the child refuses to send it. */
+static int task_big_result(const json_t *args, jobd_task *t) {
+    size_t n = 17u << 20;
+    char *s = malloc(n + 1);
+    if (s == NULL)
+        return 2;
+    memset(s, 'x', n);
+    s[n] = '\0';
+    jobd_task_set_result(t, json_string(s));
+    free(s);
+    return 0;
+}
+
+/* Writes 17 MiB on the result pipe by itself: the parent stops reading at 16 MiB. */
+static int task_rogue_result(const json_t *args, jobd_task *t) {
+    static char chunk[65536];
+    memset(chunk, ' ', sizeof(chunk));
+    for (int i = 0; i < 17 * 16; i++) {
+        if (write(3, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk))
+            return 2;
+    }
+    return 0;
+}
+
+/* Leaves a process in its group and returns. */
+static int task_spawner(const json_t *args, jobd_task *t) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sleep", "sleep", "100", (char *)NULL);
+        _exit(127);
+    }
+    jobd_task_printf(t, "%d\n", (int)pid);
+    return pid > 0 ? 0 : 2;
+}
+
+static void register_test_tasks(void) {
+    const struct jobd_task_def defs[] = {
+        {"t_hello", "print and set a result", task_hello, NULL},
+        {"t_fail3", "fail with 3 and an error", task_fail3, NULL},
+        {"t_segv", "crash", task_segv, NULL},
+        {"t_sleep", "sleep", task_sleep, NULL},
+        {"t_fds", "list fds", task_fds, NULL},
+        {"t_rc", "return args.rc", task_rc, NULL},
+        {"t_big", "a too large result", task_big_result, NULL},
+        {"t_rogue", "write junk on the result pipe", task_rogue_result, NULL},
+        {"t_spawner", "leave a process behind", task_spawner, NULL},
+    };
+    for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++) {
+        if (jobd_task_register(&defs[i]) != 0)
+            abort();
+    }
+}
+
+/* A task spec; args is parsed from JSON text (NULL: none) and freed by spec_task_free. */
+static void spec_task(struct jobd_spec *s, const char *task, const char *args) {
+    jobd_spec_init(s);
+    s->kind = JOBD_SPEC_TASK;
+    s->executor = JOBD_EXEC_PROCESS;
+    s->task = (char *)task;
+    s->args = args ? json_loads(args, JSON_DECODE_ANY, NULL) : NULL;
+    assert_true(args == NULL || s->args != NULL);
+}
+
+static void spec_task_free(struct jobd_spec *s) {
+    json_decref(s->args);
+    s->args = NULL;
+}
+
+static void test_task_result_and_output(void **state) {
+    struct harness *h = *state;
+    struct jobd_spec s;
+    spec_task(&s, "t_hello", "{\"n\": [1, 2.5, \"é\"]}");
+    fputs("(buffered by the parent, never in a job's output) ", stdout); /* no flush */
+    struct record *r = run(h, 40, &s, 0);
+    assert_int_equal(r->res.end, EXEC_EXITED);
+    assert_int_equal(r->res.exit_code, 0);
+    assert_int_equal(r->res.signal, 0);
+    assert_string_equal(r->res.error, "");
+    assert_true(r->started);
+    assert_true(r->pid > 0);
+    assert_non_null(r->res.result_json);
+    assert_string_equal(r->res.result_json, "{\"args\":{\"n\":[1,2.5,\"é\"]},\"id\":\"j40\"}");
+    char *o = out_of(h, 40, OUTPUT_STDOUT, NULL), *e = out_of(h, 40, OUTPUT_STDERR, NULL);
+    assert_string_equal(o, "hello j40\nvia stdio\n");
+    assert_string_equal(e, "warning 7\n");
+    assert_int_equal(r->res.out_total[0], (int64_t)strlen(o));
+    assert_int_equal(r->readable[1], 10);
+    free(o);
+    free(e);
+    fflush(stdout);
+    assert_int_equal(waitpid(r->pid, NULL, WNOHANG), -1); /* reaped */
+    spec_task_free(&s);
+
+    /* no args, no result */
+    spec_task(&s, "t_rc", NULL);
+    r = run(h, 41, &s, 0);
+    assert_int_equal(r->res.exit_code, 0);
+    assert_null(r->res.result_json);
+    assert_string_equal(r->res.error, "");
+}
+
+static void test_task_failure_and_error(void **state) {
+    struct harness *h = *state;
+    struct jobd_spec s;
+    spec_task(&s, "t_fail3", "{\"what\": \"the moon\"}");
+    struct record *r = run(h, 42, &s, 0);
+    assert_int_equal(r->res.end, EXEC_EXITED);
+    assert_int_equal(r->res.exit_code, 3);
+    assert_int_equal(r->res.signal, 0);
+    assert_string_equal(r->res.error, "bad input: the moon");
+    assert_null(r->res.result_json);
+    char *o = out_of(h, 42, OUTPUT_STDOUT, NULL);
+    assert_string_equal(o, "trying\n");
+    free(o);
+    spec_task_free(&s);
+
+    /* exit codes outside 1..255 count as 1; an error with success is still reported */
+    const struct {
+        const char *args;
+        int code;
+        const char *error;
+    } cases[] = {
+        {"{\"rc\": 255}", 255, ""},
+        {"{\"rc\": 256}", 1, ""},
+        {"{\"rc\": -1}", 1, ""},
+        {"{\"rc\": 0, \"error\": \"odd but fine\"}", 0, "odd but fine"},
+    };
+    for (int i = 0; i < 4; i++) {
+        spec_task(&s, "t_rc", cases[i].args);
+        r = run(h, 43 + i, &s, 0);
+        assert_int_equal(r->res.end, EXEC_EXITED);
+        assert_int_equal(r->res.exit_code, cases[i].code);
+        assert_string_equal(r->res.error, cases[i].error);
+        spec_task_free(&s);
+    }
+
+    /* an error that is not UTF-8 still travels (as ASCII) */
+    json_t *bad = json_object();
+    assert_non_null(bad);
+    json_object_set_new(bad, "rc", json_integer(2));
+    json_object_set_new(bad, "error", json_stringn_nocheck("caf\xe9!", 5));
+    spec_task(&s, "t_rc", NULL);
+    s.args = bad;
+    r = run(h, 47, &s, 0);
+    assert_int_equal(r->res.exit_code, 2);
+    assert_string_equal(r->res.error, "caf?!");
+    spec_task_free(&s);
+}
+
+/* Regression guard for the point of running tasks in a child: a crash is the job's, not jobd's. */
+static void test_task_crash_is_a_signal(void **state) {
+    struct harness *h = *state;
+    struct jobd_spec s;
+    spec_task(&s, "t_segv", NULL);
+    struct record *r = run(h, 50, &s, 0);
+    assert_int_equal(r->res.end, EXEC_EXITED);
+    assert_int_equal(r->res.exit_code, -1);
+    assert_int_equal(r->res.signal, SIGSEGV);
+    assert_null(r->res.result_json);
+    assert_string_equal(r->res.error, "");
+    char *o = out_of(h, 50, OUTPUT_STDOUT, NULL);
+    assert_string_equal(o, "about to crash\n");
+    free(o);
+    /* and the executor carries on */
+    spec_task_free(&s);
+    spec_task(&s, "t_hello", "1");
+    r = run(h, 51, &s, 0);
+    assert_int_equal(r->res.exit_code, 0);
+    assert_string_equal(r->res.result_json, "{\"args\":1,\"id\":\"j51\"}");
+    spec_task_free(&s);
+}
+
+static void test_task_start_failures(void **state) {
+    struct harness *h = *state;
+    struct jobd_spec s;
+    spec_task(&s, "t_nope", NULL);
+    struct record *r = run(h, 52, &s, 0);
+    assert_int_equal(r->res.end, EXEC_START_FAILED);
+    assert_string_equal(r->res.error, "no such task: t_nope");
+    assert_false(r->started);
+    assert_null(r->res.result_json);
+
+    spec_task(&s, "t_hello", NULL);
+    s.cwd = "/nope";
+    r = run(h, 53, &s, 0);
+    assert_int_equal(r->res.end, EXEC_START_FAILED);
+    assert_string_equal(r->res.error,
+                        "cannot change directory to /nope: No such file or directory");
+    assert_false(r->started);
+    assert_int_equal(exec_proc_running(h->ep), 0);
+}
+
+static void test_task_cancel_and_timeout(void **state) {
+    struct harness *h = *state;
+    struct jobd_spec s;
+    spec_task(&s, "t_sleep", "{\"seconds\": 30}");
+    start(h, 54, &s, 0);
+    wait_started(h, 54);
+    int64_t t0 = jobd_mono_ms();
+    exec_proc_cancel(h->ep, 54);
+    struct record *r = wait_exit(h, 54, 10);
+    assert_true(jobd_mono_ms() - t0 < 3000);
+    assert_int_equal(r->res.end, EXEC_CANCELLED);
+    assert_int_equal(r->res.signal, SIGTERM);
+    assert_null(r->res.result_json);
+
+    s.timeout = 0.2;
+    t0 = jobd_mono_ms();
+    r = run(h, 55, &s, 0);
+    assert_int_equal(r->res.end, EXEC_TIMED_OUT);
+    assert_int_equal(r->res.signal, SIGTERM);
+    assert_true(jobd_mono_ms() - t0 < 3000);
+    spec_task_free(&s);
+
+    /* a task that ignores kill_signal gets SIGKILL after kill_grace */
+    spec_task(&s, "t_sleep", "{\"seconds\": 30, \"ignore_term\": true}");
+    s.kill_grace = 0.3;
+    start(h, 56, &s, 0);
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&h->lock);
+        int64_t ready = h->rec[56].readable[0];
+        pthread_mutex_unlock(&h->lock);
+        if (ready > 0)
+            break;
+        usleep(10000);
+    }
+    t0 = jobd_mono_ms();
+    exec_proc_cancel(h->ep, 56);
+    r = wait_exit(h, 56, 10);
+    int64_t took = jobd_mono_ms() - t0;
+    assert_int_equal(r->res.end, EXEC_CANCELLED);
+    assert_int_equal(r->res.signal, SIGKILL);
+    assert_true(took >= 250);
+    assert_true(took < 5000);
+    assert_int_equal(group_members(r->pid), 0);
+    spec_task_free(&s);
+
+    /* a short sleep just succeeds */
+    spec_task(&s, "t_sleep", "{\"seconds\": 0.05}");
+    r = run(h, 57, &s, 0);
+    assert_int_equal(r->res.end, EXEC_EXITED);
+    assert_int_equal(r->res.exit_code, 0);
+    spec_task_free(&s);
+}
+
+/* The child holds 0..2 and its result pipe on 3 (close-on-exec), stdin is /dev/null. */
+static void test_task_only_stdio_and_result_fds(void **state) {
+    struct harness *h = *state;
+    int leaky = open("/dev/null", O_RDONLY); /* not close-on-exec, as libcurl leaves them */
+    assert_true(leaky >= 0);
+    struct jobd_spec s;
+    spec_task(&s, "t_fds", NULL);
+    struct record *r = run(h, 58, &s, 0);
+    close(leaky);
+    assert_int_equal(r->res.exit_code, 0);
+    char *o = out_of(h, 58, OUTPUT_STDOUT, NULL);
+    assert_string_equal(o, "0\n1\n2\n3\n");
+    free(o);
+    char want[PATH_MAX + 100];
+    char here[PATH_MAX];
+    assert_non_null(getcwd(here, sizeof(here)));
+    /* without a cwd in the spec the task stays where jobd is */
+    snprintf(want, sizeof(want), "{\"stdin\":\"/dev/null\",\"cwd\":\"%s\",\"fd3_cloexec\":true}",
+             here);
+    assert_string_equal(r->res.result_json, want);
+
+    s.cwd = h->dir;
+    r = run(h, 59, &s, 0);
+    snprintf(want, sizeof(want), "{\"stdin\":\"/dev/null\",\"cwd\":\"%s\",\"fd3_cloexec\":true}",
+             h->dir);
+    assert_string_equal(r->res.result_json, want);
+    spec_task_free(&s);
+}
+
+static void test_task_result_too_large(void **state) {
+    struct harness *h = *state;
+    struct jobd_spec s;
+    spec_task(&s, "t_big", NULL);
+    struct record *r = run(h, 60, &s, 0);
+    assert_int_equal(r->res.end, EXEC_EXITED);
+    assert_int_equal(r->res.exit_code, 1);
+    assert_string_equal(r->res.error, "task result too large");
+    assert_null(r->res.result_json);
+    spec_task_free(&s);
+
+    /* junk written on the result pipe by the task itself: the parent stops at the cap */
+    spec_task(&s, "t_rogue", NULL);
+    r = run(h, 61, &s, 0);
+    assert_int_equal(r->res.end, EXEC_EXITED);
+    assert_int_equal(r->res.signal, SIGPIPE);
+    assert_string_equal(r->res.error, "task result too large");
+    assert_null(r->res.result_json);
+    spec_task_free(&s);
+}
+
+static void test_task_group_is_killed(void **state) {
+    struct harness *h = *state;
+    struct jobd_spec s;
+    spec_task(&s, "t_spawner", NULL);
+    int64_t t0 = jobd_mono_ms();
+    struct record *r = run(h, 62, &s, 0);
+    assert_true(jobd_mono_ms() - t0 < 900); /* not the drain time-out */
+    assert_int_equal(r->res.exit_code, 0);
+    for (int i = 0; i < 100 && group_members(r->pid) > 0; i++)
+        usleep(10000);
+    assert_int_equal(group_members(r->pid), 0);
+    spec_task_free(&s);
+}
+
+/* Many tasks at once, mixed with commands: every one ends right, no zombie, no fd left. */
+static void test_task_burst_no_leak(void **state) {
+    (void)state;
+    int before = count_fds();
+    struct harness *h = harness_new(NULL);
+    struct jobd_spec task, crash, missing, cmd;
+    spec_task(&task, "t_hello", "{\"k\": true}");
+    spec_task(&crash, "t_segv", NULL);
+    spec_task(&missing, "t_nope", NULL);
+    spec_sh(&cmd, "echo cmd");
+    for (int i = 0; i < 30; i++) {
+        start(h, 4 * i + 1, &task, 0);
+        start(h, 4 * i + 2, &crash, 0);
+        start(h, 4 * i + 3, &missing, 0);
+        start(h, 4 * i + 4, &cmd, 0);
+    }
+    for (int i = 0; i < 30; i++) {
+        struct record *r = wait_exit(h, 4 * i + 1, 60);
+        char want[64];
+        snprintf(want, sizeof(want), "{\"args\":{\"k\":true},\"id\":\"j%d\"}", 4 * i + 1);
+        assert_string_equal(r->res.result_json, want);
+        assert_int_equal(wait_exit(h, 4 * i + 2, 60)->res.signal, SIGSEGV);
+        assert_int_equal(wait_exit(h, 4 * i + 3, 60)->res.end, EXEC_START_FAILED);
+        r = wait_exit(h, 4 * i + 4, 60);
+        assert_int_equal(r->res.exit_code, 0);
+        assert_null(r->res.result_json);
+    }
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+    harness_free(h);
+    spec_task_free(&task);
+    spec_task_free(&crash);
+    spec_task_free(&missing);
+    assert_int_equal(count_fds(), before);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_exit_zero, setup, teardown),
@@ -833,6 +1267,18 @@ int main(void) {
         cmocka_unit_test(test_no_fd_leak),
         cmocka_unit_test(test_start_time),
         cmocka_unit_test(test_kill_leftover_group),
+        cmocka_unit_test_setup_teardown(test_task_result_and_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_task_failure_and_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_task_crash_is_a_signal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_task_start_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_task_cancel_and_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_task_only_stdio_and_result_fds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_task_result_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_task_group_is_killed, setup, teardown),
+        cmocka_unit_test(test_task_burst_no_leak),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    register_test_tasks();
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    jobd_task_registry_clear();
+    return failed;
 }
