@@ -6,7 +6,7 @@
  * rendered from them, so they cannot disagree.
  */
 #include <errno.h>
-#include <math.h>
+#include <math.h> /* isfinite, a macro: no libm */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +48,9 @@ static const struct command commands[] = {
     {CMD_WAIT, "wait", NULL, "wait [options] ID",
      "Wait for a job to end and exit with its exit code",
      "Waits until the job has ended, shows it, and exits like `run` does with the\n"
-     "job's exit code (0, the code, 128+signal, 124 timed out, 127 could not start,\n"
-     "130 cancelled). With --timeout, gives up after S seconds with status 75."},
+     "job's exit code (0, the code, 128+signal, 124 timed out, 127 could not start;\n"
+     "a cancelled job: 128+the signal that stopped it, 130 if it never ran).\n"
+     "With --timeout, gives up after S seconds with status 75."},
     {CMD_LOGS, "logs", NULL, "logs [options] ID", "Print a job's output",
      "Prints what the job wrote to stdout (--stderr: to stderr) so far; with -f,\n"
      "keeps printing as the job writes, until it has ended."},
@@ -182,7 +183,8 @@ static const char exit_text[] =
     "  77  unauthorized: missing or wrong token\n"
     "run and wait pass the job's exit code through: N when it exited with N,\n"
     "128+N when killed by signal N, 124 when it timed out, 127 when it could not\n"
-    "start, 130 (143) when Ctrl-C (SIGTERM) cancelled it.\n";
+    "start, 130 (143) when Ctrl-C (SIGTERM) to `run` cancelled it; a job cancelled\n"
+    "otherwise gives 128+the signal that stopped it, or 130 if it never ran.\n";
 
 static const char overview_text[] =
     "jobctl runs and watches jobs on a jobd server: `jobctl run -- make test` runs\n"
@@ -776,7 +778,7 @@ static int set_new(json_t *o, const char *key, json_t *v) {
 }
 
 static json_t *seconds_value(double d) {
-    if (d == floor(d) && fabs(d) < 1e15)
+    if (d > -1e15 && d < 1e15 && d == (double)(long long)d)
         return json_integer((json_int_t)d);
     return json_real(d);
 }

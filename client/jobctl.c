@@ -482,9 +482,12 @@ static int cmd_rm(struct jobd_client *c, const struct cli *cli) {
 
     if (jobd_client_delete(c, cli->id, &err) < 0)
         return report(&err);
-    if (cli->json)
-        printf("{\"id\": \"%s\", \"deleted\": true}\n", cli->id);
-    else
+    if (cli->json) {
+        json_t *o = json_pack("{s:s,s:b}", "id", cli->id, "deleted", 1);
+        if (o)
+            print_json(o);
+        json_decref(o);
+    } else
         printf("%s removed\n", cli->id);
     return 0;
 }

@@ -284,6 +284,8 @@ int jobd_task_write(jobd_task *t, int stream, const void *buf, size_t len) {
 }
 
 /* Format into a stack buffer, or a heap one when the output is longer, and write it. */
+static int task_vprintf(jobd_task *t, int stream, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 static int task_vprintf(jobd_task *t, int stream, const char *fmt, va_list ap) {
     char small[TASK_PRINTF_SZ];
     char *big = NULL;

@@ -75,8 +75,9 @@ struct job {
     int64_t num;
     char id[JOBD_MAX_ID_BYTES];
     struct jobd_spec spec;
-    char *spec_json; /* canonical spec, the store's `spec` column */
-    char *idem_key;  /* NULL when none */
+    char *spec_json;  /* canonical spec, the store's `spec` column */
+    json_t *spec_obj; /* the spec rendered once (jobd_spec_to_json), reused by every render */
+    char *idem_key;   /* NULL when none */
 
     /* The scheduler's view, changed under s->lock and then committed. */
     enum jobd_state state;
@@ -479,7 +480,7 @@ static json_t *int_or_null(int64_t v, bool present) {
 
 /* Render the job resource. Return a new string, or NULL if memory runs out. */
 static char *render(const struct job *j, int64_t seq) {
-    json_t *spec = jobd_spec_to_json(&j->spec);
+    json_t *spec = j->spec_obj ? json_incref(j->spec_obj) : jobd_spec_to_json(&j->spec);
     json_t *o = json_object();
     const char *sig = j->signal ? jobd_signal_name(j->signal) : NULL;
     char *s;
@@ -615,6 +616,7 @@ int64_t sched_published_seq(struct sched *s) {
 
 static void job_free(struct job *j) {
     json_decref(j->result);
+    json_decref(j->spec_obj);
     jobd_spec_free(&j->spec);
     free(j->spec_json);
     free(j->idem_key);
@@ -1011,7 +1013,6 @@ int sched_submit(struct sched *s, struct jobd_spec *spec, const char *idem_key, 
 
     sj = jobd_spec_to_json(spec);
     spec_json = sj ? json_dumps(sj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(sj);
     if (!spec_json) {
         rc = -ENOMEM;
         goto fail;
@@ -1067,6 +1068,8 @@ int sched_submit(struct sched *s, struct jobd_spec *spec, const char *idem_key, 
     jobd_spec_init(spec);
     j->spec_json = spec_json;
     spec_json = NULL;
+    j->spec_obj = sj;
+    sj = NULL;
     j->state = JOBD_QUEUED;
     j->pub_state = JOBD_QUEUED;
     j->created_ms = jobd_now_ms();
@@ -1089,13 +1092,14 @@ unlock_fail:
     pthread_mutex_unlock(&s->lock);
     if (j)
         job_free(j);
-    else
-        jobd_spec_free(spec);
+    jobd_spec_free(spec); /* empty once moved into j */
     free(spec_json);
+    json_decref(sj);
     return rc;
 fail:
     jobd_spec_free(spec);
     free(spec_json);
+    json_decref(sj);
     return rc;
 }
 
@@ -1416,6 +1420,7 @@ static struct job *job_from_row(const struct store_row *row) {
         goto fail;
     }
     j->spec_json = strdup(row->spec);
+    j->spec_obj = jobd_spec_to_json(&j->spec);
     j->doc = strdup(row->doc);
     if (row->idem_key)
         j->idem_key = strdup(row->idem_key);
@@ -1638,7 +1643,7 @@ int sched_submit_batch(struct sched *s, struct jobd_spec *specs, size_t n, int c
             rc = -ENOMEM;
             break;
         }
-        json_decref(sj);
+        j->spec_obj = sj;
         j->spec = specs[i];
         jobd_spec_init(&specs[i]);
         j->state = JOBD_QUEUED;

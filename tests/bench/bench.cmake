@@ -16,9 +16,9 @@ target_link_libraries(bare_mhd PRIVATE PkgConfig::MHD PkgConfig::JANSSON Threads
 set_target_properties(spawn_baseline jobd_load bare_mhd PROPERTIES
   RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
 
-# BENCH_QUICK=1: a few hundred jobs and 2 s of wrk per server, about 15 s in all.
-# It needs wrk; without it run.sh skips the HTTP part and says so.
+# BENCH_QUICK=1: 300 jobs and 2 s of wrk per server, 5 to 10 s in all. Without wrk
+# run.sh measures the rest and exits 77, which CTest reports as skipped.
 add_test(NAME bench.smoke
   COMMAND ${CMAKE_COMMAND} -E env BENCH_QUICK=1 BENCH_NO_BUILD=1
           BENCH_BUILD_DIR=${CMAKE_BINARY_DIR} bash ${JOBD_BENCH_DIR}/run.sh)
-set_tests_properties(bench.smoke PROPERTIES TIMEOUT 60 LABELS bench)
+set_tests_properties(bench.smoke PROPERTIES TIMEOUT 60 LABELS bench SKIP_RETURN_CODE 77)

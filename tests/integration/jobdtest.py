@@ -697,18 +697,29 @@ class JobdTestCase(unittest.TestCase):
         j = Jobd(*args, start=False, **kw)
         cls.addClassCleanup(check_sanitizers, j)
         cls.addClassCleanup(j.close)
+        if "_shared_jobds" not in cls.__dict__:
+            cls._shared_jobds = []
+        cls._shared_jobds.append(j)
         j.start()
         return j
+
+    def setUp(self):
+        # A failing test prints the log of the class's shared jobd too.
+        for j in type(self).__dict__.get("_shared_jobds", []):
+            self.addCleanup(self._dump_log_on_failure, j)
 
     def _dump_log_on_failure(self, j):
         outcome = getattr(self, "_outcome", None)
         failed = False
         if outcome is not None:
-            if getattr(outcome, "success", True) is False:
-                failed = True
+            # Python <= 3.10 collects errors in outcome.errors; 3.11+ reports them
+            # to the result at once.
             errs = getattr(outcome, "errors", None)
             if errs:
-                failed = failed or any(e[1] is not None for e in errs)
+                failed = any(e[1] is not None for e in errs)
+            res = getattr(outcome, "result", None)
+            if res is not None:
+                failed = failed or any(t is self for t, _ in list(res.failures) + list(res.errors))
         if failed or os.environ.get("JOBD_IT_VERBOSE"):
             sys.stderr.write("\n--- jobd log (%s):\n%s\n" % (self.id(), j.log()[-3000:]))
 

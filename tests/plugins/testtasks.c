@@ -43,8 +43,7 @@ static double now(void) {
 static int spin_check(const json_t *args, char *field, size_t field_len, char *msg,
                       size_t msg_len) {
     const json_t *s = json_object_get(args, "seconds");
-    if (!json_is_number(s) || json_number_value(s) < 0 ||
-        json_number_value(s) > SPIN_MAX_SECONDS) {
+    if (!json_is_number(s) || json_number_value(s) < 0 || json_number_value(s) > SPIN_MAX_SECONDS) {
         snprintf(field, field_len, "seconds");
         snprintf(msg, msg_len, "must be a number of seconds, 0..%.0f", SPIN_MAX_SECONDS);
         return -1;
@@ -65,8 +64,7 @@ static int spin(const json_t *args, jobd_task *t) {
 static int counter_check(const json_t *args, char *field, size_t field_len, char *msg,
                          size_t msg_len) {
     const json_t *n = json_object_get(args, "n");
-    if (!json_is_integer(n) || json_integer_value(n) < 0 ||
-        json_integer_value(n) > COUNTER_MAX_N) {
+    if (!json_is_integer(n) || json_integer_value(n) < 0 || json_integer_value(n) > COUNTER_MAX_N) {
         snprintf(field, field_len, "n");
         snprintf(msg, msg_len, "must be an integer 0..%d", COUNTER_MAX_N);
         return -1;

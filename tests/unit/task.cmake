@@ -2,12 +2,6 @@
 # (service/tasks_builtin.c), the plugin loader (service/plugin.c), and the
 # test-only plugins in tests/plugins/.
 
-# Until lib/CMakeLists.txt and service/CMakeLists.txt include these two files
-# themselves, include them here; both have an include guard, so these lines
-# are harmless afterwards (and may then be removed).
-include(${CMAKE_SOURCE_DIR}/lib/task.cmake)
-include(${CMAKE_SOURCE_DIR}/service/tasks.cmake)
-
 # Test plugins, next to the example one in ${CMAKE_BINARY_DIR}/plugins.
 foreach(p testtasks badplugin noinit)
   set(t jobd_${p})

@@ -976,10 +976,14 @@ static void test_task_result_and_output(void **state) {
     assert_string_equal(r->res.error, "");
     assert_true(r->started);
     assert_true(r->pid > 0);
+    char id[JOBD_MAX_ID_BYTES], want[200];
+    jobd_format_id(40, id, sizeof(id));
+    snprintf(want, sizeof(want), "{\"args\":{\"n\":[1,2.5,\"é\"]},\"id\":\"%s\"}", id);
     assert_non_null(r->res.result_json);
-    assert_string_equal(r->res.result_json, "{\"args\":{\"n\":[1,2.5,\"é\"]},\"id\":\"j40\"}");
+    assert_string_equal(r->res.result_json, want);
     char *o = out_of(h, 40, OUTPUT_STDOUT, NULL), *e = out_of(h, 40, OUTPUT_STDERR, NULL);
-    assert_string_equal(o, "hello j40\nvia stdio\n");
+    snprintf(want, sizeof(want), "hello %s\nvia stdio\n", id);
+    assert_string_equal(o, want);
     assert_string_equal(e, "warning 7\n");
     assert_int_equal(r->res.out_total[0], (int64_t)strlen(o));
     assert_int_equal(r->readable[1], 10);
@@ -1064,7 +1068,10 @@ static void test_task_crash_is_a_signal(void **state) {
     spec_task(&s, "t_hello", "1");
     r = run(h, 51, &s, 0);
     assert_int_equal(r->res.exit_code, 0);
-    assert_string_equal(r->res.result_json, "{\"args\":1,\"id\":\"j51\"}");
+    char id[JOBD_MAX_ID_BYTES], want[100];
+    jobd_format_id(51, id, sizeof(id));
+    snprintf(want, sizeof(want), "{\"args\":1,\"id\":\"%s\"}", id);
+    assert_string_equal(r->res.result_json, want);
     spec_task_free(&s);
 }
 
@@ -1223,8 +1230,9 @@ static void test_task_burst_no_leak(void **state) {
     }
     for (int i = 0; i < 30; i++) {
         struct record *r = wait_exit(h, 4 * i + 1, 60);
-        char want[64];
-        snprintf(want, sizeof(want), "{\"args\":{\"k\":true},\"id\":\"j%d\"}", 4 * i + 1);
+        char id[JOBD_MAX_ID_BYTES], want[100];
+        jobd_format_id(4 * i + 1, id, sizeof(id));
+        snprintf(want, sizeof(want), "{\"args\":{\"k\":true},\"id\":\"%s\"}", id);
         assert_string_equal(r->res.result_json, want);
         assert_int_equal(wait_exit(h, 4 * i + 2, 60)->res.signal, SIGSEGV);
         assert_int_equal(wait_exit(h, 4 * i + 3, 60)->res.end, EXEC_START_FAILED);

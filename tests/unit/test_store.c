@@ -29,6 +29,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "jobd/spec.h"
 
 /* ---- fixtures and helpers ---- */
 
@@ -239,7 +240,7 @@ static void test_open_creates_schema(void **state) {
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(s, 0),
-                        "jobs,jobs_batch,jobs_finished,jobs_name,jobs_seq,jobs_state,meta");
+                        "batches,jobs,jobs_batch,jobs_finished,jobs_name,jobs_seq,jobs_state,meta");
     sqlite3_finalize(s);
     assert_int_equal(
         sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema_version'", -1, &s, NULL),
@@ -1120,6 +1121,71 @@ static void test_page_cost_does_not_grow(void **state) {
     assert_int_equal(sqlite3_cancel_auto_extension((void (*)(void))trace_ext), 1);
 }
 
+static int count_job(void *arg, int64_t num, const char *id) {
+    int64_t *last = arg;
+    assert_true(num > *last); /* oldest first */
+    assert_int_equal(id[0], 'j');
+    *last = num;
+    return 0;
+}
+
+/* A batch row and its jobs go in as one chain: one transaction, all or none. */
+static void test_batch_chain(void **state) {
+    struct fixture *f = *state;
+    struct store_info info;
+    struct store *st = open_store(f->dir, NULL);
+    struct tjob jobs[3];
+    struct tjob b;
+    int counts[JOBD_STATE_COUNT];
+
+    memset(&b.op, 0, sizeof(b.op));
+    b.op.kind = STORE_PUT_BATCH;
+    b.op.batch = (struct store_batch){10, "ba", "nightly", 2, 3, 1234};
+    assert_int_equal(sem_init(&b.done, 0, 0), 0);
+    b.op.done = tjob_done;
+    b.op.arg = &b;
+    struct store_op *prev = &b.op;
+    for (int i = 0; i < 3; i++) {
+        tjob_init(&jobs[i], 11 + i, i == 0 ? JOBD_SUCCEEDED : JOBD_QUEUED, 20 + i, NULL, "ba",
+                  NULL);
+        assert_int_equal(sem_init(&jobs[i].done, 0, 0), 0);
+        jobs[i].op.done = tjob_done;
+        jobs[i].op.arg = &jobs[i];
+        prev->next = &jobs[i].op;
+        prev = &jobs[i].op;
+    }
+    prev->next = NULL;
+    uint64_t before = store_commit_count(st);
+    store_enqueue_chain(st, &b.op);
+    assert_int_equal(tjob_wait(&b), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tjob_wait(&jobs[i]), 0);
+    assert_int_equal(store_commit_count(st) - before, 1);
+
+    struct store_batch got;
+    char id[JOBD_MAX_ID_BYTES], name[64];
+    assert_int_equal(store_get_batch(st, 10, &got, id, name, sizeof name), 0);
+    assert_string_equal(got.id, "ba");
+    assert_string_equal(got.name, "nightly");
+    assert_int_equal(got.concurrency, 2);
+    assert_int_equal(got.total, 3);
+    assert_int_equal(got.created_ms, 1234);
+    assert_int_equal(store_get_batch(st, 99, &got, id, name, sizeof name), -ENOENT);
+    assert_int_equal(store_batch_counts(st, "ba", counts), 0);
+    assert_int_equal(counts[JOBD_SUCCEEDED], 1);
+    assert_int_equal(counts[JOBD_QUEUED], 2);
+    assert_int_equal(counts[JOBD_FAILED], 0);
+    int64_t last = 0;
+    assert_int_equal(store_batch_jobs(st, "ba", count_job, &last), 0);
+    assert_int_equal(last, 13);
+    store_close(st);
+
+    /* The batch's number counts as used: ids never repeat. */
+    st = open_store(f->dir, &info);
+    assert_true(info.last_num >= 13);
+    store_close(st);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
@@ -1139,6 +1205,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_load_active_and_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_walk_stops_on_nonzero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_cost_does_not_grow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_chain, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -225,15 +225,15 @@ static void test_printf_to_streams(void **state) {
     jobd_task t;
 
     task_setup(&t, &c, "j42");
-    assert_int_equal(jobd_task_printf(&t, "x=%d %s\n", 42, "ok"), 7);
+    assert_int_equal(jobd_task_printf(&t, "x=%d %s\n", 42, "ok"), 8);
     assert_int_equal(jobd_task_eprintf(&t, "warn %c", '!'), 6);
     assert_int_equal(jobd_task_write(&t, 1, "raw\0z", 5), 5);
     assert_int_equal(jobd_task_write(&t, 2, "", 0), 0);
     assert_int_equal(jobd_task_write(&t, 3, "x", 1), -EINVAL);
     assert_int_equal(jobd_task_write(&t, 0, "x", 1), -EINVAL);
     assert_int_equal(jobd_task_write(NULL, 1, "x", 1), -EINVAL);
-    assert_int_equal(c.len[1], 12);
-    assert_memory_equal(c.out[1], "x=42 ok\nraw\0z", 12);
+    assert_int_equal(c.len[1], 13);
+    assert_memory_equal(c.out[1], "x=42 ok\nraw\0z", 13);
     assert_string_equal(cap_str(&c, 2), "warn !");
     assert_string_equal(jobd_task_id(&t), "j42");
     jobd_task_destroy(&t);
@@ -607,8 +607,8 @@ static void run_check_cases(const char *task, const struct check_case *cases, si
         }
         if (rc != -EINVAL || strcmp(err.field, cases[i].field) != 0 ||
             strstr(err.message, cases[i].message) == NULL)
-            fail_msg("%s %s: got %d '%s' '%s', want '%s' '%s'", task, cases[i].args, rc,
-                     err.field, err.message, cases[i].field, cases[i].message);
+            fail_msg("%s %s: got %d '%s' '%s', want '%s' '%s'", task, cases[i].args, rc, err.field,
+                     err.message, cases[i].field, cases[i].message);
     }
 }
 
@@ -654,8 +654,7 @@ static void test_http_check(void **state) {
         {"{\"url\": \"http://h/\", \"method\": \"GET /x\"}", "args.method", "uppercase method"},
         {"{\"url\": \"http://h/\", \"method\": 1}", "args.method", "uppercase method"},
         {"{\"url\": \"http://h/\", \"headers\": []}", "args.headers", "must be an object"},
-        {"{\"url\": \"http://h/\", \"headers\": {\"A\": 1}}", "args.headers.A",
-         "must be a string"},
+        {"{\"url\": \"http://h/\", \"headers\": {\"A\": 1}}", "args.headers.A", "must be a string"},
         {"{\"url\": \"http://h/\", \"headers\": {\"A B\": \"1\"}}", "args.headers.A B",
          "is not a header name"},
         {"{\"url\": \"http://h/\", \"headers\": {\"A\": \"x\\r\\nB: y\"}}", "args.headers.A",
@@ -783,8 +782,9 @@ static void srv_handle(int fd) {
     pthread_mutex_unlock(&srv.lock);
 
     if (strcmp(path, "/ok") == 0) {
-        srv_reply(fd, "200 OK", "Content-Type: text/plain\r\nX-Test: Yes \r\nX-Dup: a\r\nX-Dup: b\r\n",
-                  "hello\n", 6);
+        srv_reply(fd, "200 OK",
+                  "Content-Type: text/plain\r\nX-Test: Yes \r\nX-Dup: a\r\nX-Dup: b\r\n", "hello\n",
+                  6);
     } else if (strcmp(path, "/missing") == 0) {
         srv_reply(fd, "404 Not Found", "", "nope\n", 5);
     } else if (strcmp(path, "/echo") == 0) {
@@ -976,10 +976,10 @@ static void test_http_methods_and_body(void **state) {
     jobd_task_destroy(&t);
     cap_free(&c);
 
-    assert_int_equal(
-        run_http(&t, &c, "{\"url\": \"http://127.0.0.1:%d/echo\", \"method\": \"DELETE\"}",
-                 srv.port),
-        0);
+    assert_int_equal(run_http(&t, &c,
+                              "{\"url\": \"http://127.0.0.1:%d/echo\", \"method\": \"DELETE\"}",
+                              srv.port),
+                     0);
     assert_string_equal(cap_str(&c, 1), "DELETE  []\n");
     jobd_task_destroy(&t);
     cap_free(&c);
@@ -1084,8 +1084,7 @@ static void test_http_timeout(void **state) {
 
     int64_t start = jobd_mono_ms();
     assert_int_equal(
-        run_http(&t, &c, "{\"url\": \"http://127.0.0.1:%d/slow\", \"timeout\": 0.3}", srv.port),
-        1);
+        run_http(&t, &c, "{\"url\": \"http://127.0.0.1:%d/slow\", \"timeout\": 0.3}", srv.port), 1);
     int64_t ms = jobd_mono_ms() - start;
     assert_true(strncmp(t.error, "http: ", 6) == 0);
     assert_non_null(strstr(t.error, "timed out"));

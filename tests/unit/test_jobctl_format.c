@@ -1,0 +1,258 @@
+/*
+ * test_jobctl_format.c: jobctl's human output (client/format.c): durations,
+ * ages, times, shell quoting, table alignment, list rows, the status view,
+ * exit statuses derived from jobs, and UTF-8 repair.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format.h"
+
+static void test_durations(void **state) {
+    static const struct {
+        int64_t ms;
+        const char *want;
+    } cases[] = {
+        {-1, "-"},         {0, "0ms"},          {999, "999ms"},       {1000, "1.0s"},
+        {2549, "2.5s"},    {9999, "9.9s"},      {10000, "10s"},       {59999, "59s"},
+        {60000, "1m00s"},  {65000, "1m05s"},    {3599000, "59m59s"},  {3600000, "1h00m"},
+        {11220000, "3h07m"}, {86400000, "1d00h"}, {187200000, "2d04h"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[32];
+        fmt_duration(cases[i].ms, buf, sizeof buf);
+        if (strcmp(buf, cases[i].want) != 0)
+            fail_msg("%lld ms: '%s', expected '%s'", (long long)cases[i].ms, buf, cases[i].want);
+    }
+}
+
+static void test_ages(void **state) {
+    static const struct {
+        int64_t ms;
+        const char *want;
+    } cases[] = {
+        {-5000, "0s"}, {0, "0s"},        {59999, "59s"},     {60000, "1m"},
+        {3599999, "59m"}, {3600000, "1h"}, {86399999, "23h"}, {86400000 * 3LL, "3d"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[32];
+        fmt_age(cases[i].ms, buf, sizeof buf);
+        if (strcmp(buf, cases[i].want) != 0)
+            fail_msg("%lld ms: '%s', expected '%s'", (long long)cases[i].ms, buf, cases[i].want);
+    }
+}
+
+static void test_parse_time(void **state) {
+    (void)state;
+    assert_int_equal(parse_time_ms("1970-01-01T00:00:00.000Z"), 0);
+    assert_int_equal(parse_time_ms("2026-11-27T11:40:57.123Z"), 1795779657123LL);
+    assert_int_equal(parse_time_ms("2026-11-27T11:40:57Z"), 1795779657000LL);
+    assert_int_equal(parse_time_ms("2026-11-27T11:40:57.1Z"), 1795779657100LL);
+    assert_int_equal(parse_time_ms("2026-11-27 11:40:57Z"), -1);
+    assert_int_equal(parse_time_ms("2026-11-27T11:40:57.123+01:00"), -1);
+    assert_int_equal(parse_time_ms("2026-13-27T11:40:57.123Z"), -1);
+    assert_int_equal(parse_time_ms(NULL), -1);
+}
+
+static void test_shell_words(void **state) {
+    char buf[64];
+    (void)state;
+    buf[0] = '\0';
+    fmt_shell_word("ls", buf, sizeof buf);
+    assert_string_equal(buf, "ls");
+    buf[0] = '\0';
+    fmt_shell_word("a b", buf, sizeof buf);
+    assert_string_equal(buf, "'a b'");
+    buf[0] = '\0';
+    fmt_shell_word("it's", buf, sizeof buf);
+    assert_string_equal(buf, "'it'\\''s'");
+    buf[0] = '\0';
+    fmt_shell_word("", buf, sizeof buf);
+    assert_string_equal(buf, "''");
+    strcpy(buf, "x ");
+    fmt_shell_word("--name=a", buf, sizeof buf);
+    assert_string_equal(buf, "x --name=a");
+    char small[6] = "";
+    fmt_shell_word("abcdefgh", small, sizeof small);
+    assert_string_equal(small, "abcde");
+}
+
+static char *print_table(struct table *t) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    table_print(t, f);
+    fclose(f);
+    return buf;
+}
+
+static void test_table_alignment(void **state) {
+    const char *h[3] = {"ID", "NAME", "STATE"};
+    const char *r1[3] = {"j1", "a-long-name", "running"};
+    const char *r2[3] = {"j100", NULL, "succeeded"};
+    const char *r3[3] = {"j2", "h\xc3\xa9llo", "failed"}; /* 5 characters, 6 bytes */
+    struct table *t = table_new(3, h);
+    (void)state;
+    assert_non_null(t);
+    assert_int_equal(table_add(t, r1), 0);
+    assert_int_equal(table_add(t, r2), 0);
+    assert_int_equal(table_add(t, r3), 0);
+    char *out = print_table(t);
+    assert_string_equal(out, "ID    NAME         STATE\n"
+                             "j1    a-long-name  running\n"
+                             "j100  -            succeeded\n"
+                             "j2    h\xc3\xa9llo        failed\n");
+    free(out);
+    table_free(t);
+}
+
+static void test_table_headers_only(void **state) {
+    const char *h[2] = {"ID", "STATE"};
+    struct table *t = table_new(2, h);
+    (void)state;
+    char *out = print_table(t);
+    assert_string_equal(out, "ID  STATE\n");
+    free(out);
+    table_free(t);
+}
+
+static json_t *job(const char *text) {
+    json_error_t e;
+    json_t *j = json_loads(text, 0, &e);
+    if (!j)
+        fail_msg("bad test JSON: %s", e.text);
+    return j;
+}
+
+static void test_list_row(void **state) {
+    char cells[LIST_COLS][128];
+    int64_t now = parse_time_ms("2026-11-27T12:00:00.000Z");
+    (void)state;
+    json_t *j = job("{\"id\":\"j7\",\"name\":\"build\",\"state\":\"succeeded\",\"exit_code\":0,"
+                    "\"signal\":null,\"executor\":\"process\",\"node\":null,"
+                    "\"created_at\":\"2026-11-27T11:55:00.000Z\","
+                    "\"started_at\":\"2026-11-27T11:55:01.000Z\","
+                    "\"finished_at\":\"2026-11-27T11:56:06.000Z\"}");
+    fmt_list_row(j, now, cells);
+    const char *want[LIST_COLS] = {"j7", "build", "succeeded", "0", "process", "-", "5m", "1m05s"};
+    for (int i = 0; i < LIST_COLS; i++)
+        assert_string_equal(cells[i], want[i]);
+    json_decref(j);
+
+    /* Running: the duration grows with now; killed: EXIT names the signal. */
+    j = job("{\"id\":\"j8\",\"name\":null,\"state\":\"running\",\"exit_code\":null,\"signal\":null,"
+            "\"executor\":\"process\",\"created_at\":\"2026-11-27T11:59:58.000Z\","
+            "\"started_at\":\"2026-11-27T11:59:58.500Z\",\"finished_at\":null}");
+    fmt_list_row(j, now, cells);
+    assert_string_equal(cells[1], "-");
+    assert_string_equal(cells[3], "-");
+    assert_string_equal(cells[6], "2s");
+    assert_string_equal(cells[7], "1.5s");
+    json_decref(j);
+    j = job("{\"id\":\"j9\",\"state\":\"failed\",\"exit_code\":null,\"signal\":\"SIGKILL\","
+            "\"created_at\":\"2026-11-27T11:00:00.000Z\",\"started_at\":null}");
+    fmt_list_row(j, now, cells);
+    assert_string_equal(cells[3], "SIGKILL");
+    assert_string_equal(cells[6], "1h");
+    assert_string_equal(cells[7], "-");
+    json_decref(j);
+}
+
+static void test_status_view(void **state) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    (void)state;
+    json_t *j = job("{\"id\":\"j3\",\"state\":\"failed\",\"exit_code\":3,\"signal\":null,"
+                    "\"error\":\"exited with code 3\",\"command\":[\"sh\",\"-c\",\"exit 3\"],"
+                    "\"executor\":\"process\",\"labels\":{\"team\":\"data\"},\"attempts\":1,"
+                    "\"retries\":0,\"stdout_bytes\":4,\"stderr_bytes\":0,"
+                    "\"created_at\":\"2026-11-27T11:59:00.000Z\","
+                    "\"started_at\":\"2026-11-27T11:59:00.000Z\","
+                    "\"finished_at\":\"2026-11-27T11:59:02.000Z\"}");
+    fmt_job(f, j, parse_time_ms("2026-11-27T12:00:00.000Z"));
+    fclose(f);
+    assert_non_null(strstr(buf, "ID:        j3\n"));
+    assert_non_null(strstr(buf, "Exit:      3\n"));
+    assert_non_null(strstr(buf, "Command:   sh -c 'exit 3'\n"));
+    assert_non_null(strstr(buf, "Labels:    team=data\n"));
+    assert_non_null(strstr(buf, "Finished:  2026-11-27T11:59:02.000Z (58s ago)\n"));
+    assert_non_null(strstr(buf, "Duration:  2.0s\n"));
+    assert_non_null(strstr(buf, "Error:     exited with code 3\n"));
+    assert_null(strstr(buf, "Name:")); /* absent fields are left out */
+    free(buf);
+    json_decref(j);
+}
+
+static void test_exit_status(void **state) {
+    static const struct {
+        const char *doc;
+        int cancel_signal;
+        int want;
+    } cases[] = {
+        {"{\"state\":\"succeeded\",\"exit_code\":0}", 0, 0},
+        {"{\"state\":\"failed\",\"exit_code\":3}", 0, 3},
+        {"{\"state\":\"failed\",\"exit_code\":256}", 0, 1},
+        {"{\"state\":\"failed\",\"exit_code\":null,\"signal\":\"SIGKILL\"}", 0, 137},
+        {"{\"state\":\"failed\",\"exit_code\":null,\"signal\":null,\"error\":\"command not found\"}",
+         0, 127},
+        {"{\"state\":\"timed_out\",\"exit_code\":null,\"signal\":\"SIGTERM\"}", 0, 124},
+        {"{\"state\":\"cancelled\",\"signal\":\"SIGTERM\"}", 2, 130},
+        {"{\"state\":\"cancelled\",\"signal\":\"SIGTERM\"}", 15, 143},
+        {"{\"state\":\"cancelled\",\"signal\":\"SIGKILL\"}", 0, 137},
+        {"{\"state\":\"cancelled\",\"exit_code\":null,\"signal\":null}", 0, 130},
+        {"{\"state\":\"running\"}", 0, -1},
+        {"{}", 0, -1},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *j = job(cases[i].doc);
+        int got = job_exit_status(j, cases[i].cancel_signal);
+        if (got != cases[i].want)
+            fail_msg("%s: %d, expected %d", cases[i].doc, got, cases[i].want);
+        json_decref(j);
+    }
+}
+
+static void test_utf8_sanitize(void **state) {
+    size_t n;
+    char *s;
+    (void)state;
+    s = utf8_sanitize("h\xc3\xa9", 3, &n);
+    assert_int_equal(n, 3);
+    assert_memory_equal(s, "h\xc3\xa9", 3);
+    free(s);
+    s = utf8_sanitize("a\xff" "b", 3, &n);
+    assert_string_equal(s, "a\xef\xbf\xbd" "b");
+    free(s);
+    s = utf8_sanitize("\xc3", 1, &n); /* cut short */
+    assert_string_equal(s, "\xef\xbf\xbd");
+    free(s);
+    s = utf8_sanitize("\xed\xa0\x80", 3, &n); /* a surrogate */
+    assert_int_equal(n, 9);
+    free(s);
+    s = utf8_sanitize("a\0b", 3, &n);
+    assert_int_equal(n, 3);
+    free(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_durations),      cmocka_unit_test(test_ages),
+        cmocka_unit_test(test_parse_time),     cmocka_unit_test(test_shell_words),
+        cmocka_unit_test(test_table_alignment), cmocka_unit_test(test_table_headers_only),
+        cmocka_unit_test(test_list_row),       cmocka_unit_test(test_status_view),
+        cmocka_unit_test(test_exit_status),    cmocka_unit_test(test_utf8_sanitize),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
