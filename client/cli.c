@@ -163,7 +163,8 @@ static const struct opt opts[] = {
     {O_ALL, "all", 'a', NULL, B(CMD_LIST), "show every job (no limit)"},
     {O_LNAME, "name", 0, "NAME", B(CMD_LIST), "only jobs with this name"},
     {O_LLABEL, "label", 'l', "K=V", B(CMD_LIST), "only jobs with this label"},
-    {O_PAGE_SIZE, "page-size", 0, "N", B(CMD_LIST), "jobs per request, 1..1000 (default: up to 1000)"},
+    {O_PAGE_SIZE, "page-size", 0, "N", B(CMD_LIST),
+     "jobs per request, 1..1000 (default: up to 1000)"},
 };
 
 #define N_OPTS     (sizeof opts / sizeof opts[0])
@@ -348,7 +349,8 @@ void cli_man(FILE *out) {
 
 /* ---- parsing ---- */
 
-static int usage_err(char *msg, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int usage_err(char *msg, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int usage_err(char *msg, size_t n, const char *fmt, ...) {
     va_list ap;
 
@@ -670,8 +672,8 @@ static int parse_opts(struct cli *c, enum cli_cmd cmd, int argc, char **argv, in
                         v = p + 1;
                     } else {
                         if (*i >= argc)
-                            return usage_err(msg, n, "%s: option -%c needs a value (%s)", where,
-                                             *p, o->arg);
+                            return usage_err(msg, n, "%s: option -%c needs a value (%s)", where, *p,
+                                             o->arg);
                         v = argv[(*i)++];
                     }
                 }
@@ -876,7 +878,7 @@ json_t *cli_spec(const struct cli *c, const char *stdin_data, size_t len, struct
 #define STR(key, val)                                                                              \
     do {                                                                                           \
         if (val) {                                                                                 \
-            v = json_string(val);                                                              \
+            v = json_string(val);                                                                  \
             if (!v) {                                                                              \
                 jobd_error_set(err, key, "must be UTF-8 text");                                    \
                 goto fail;                                                                         \

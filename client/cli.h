@@ -60,10 +60,10 @@ enum cli_limit { LIM_OUTPUT = 0, LIM_MEMORY, LIM_CPU, LIM_FILES, LIM_COUNT };
  */
 struct cli {
     enum cli_cmd cmd;
-    bool help;          /* --help: show the command's help (or the overview) */
-    bool version;       /* --version */
-    bool man;           /* --help-man: write the man page */
-    const char *topic;  /* help TOPIC */
+    bool help;         /* --help: show the command's help (or the overview) */
+    bool version;      /* --version */
+    bool man;          /* --help-man: write the man page */
+    const char *topic; /* help TOPIC */
     /* global */
     const char *server; /* NULL: JOBD_URL, then the default */
     const char *token;  /* NULL: JOBD_TOKEN */

@@ -339,8 +339,8 @@ void fmt_job(FILE *out, const json_t *job, int64_t now_ms) {
              json_integer_value(json_object_get(job, "attempts")),
              json_integer_value(json_object_get(job, "retries")) + 1);
     line(out, "Attempts:", tmp);
-    snprintf(buf, sizeof buf, "stdout %" JSON_INTEGER_FORMAT " bytes%s, stderr %" JSON_INTEGER_FORMAT
-             " bytes%s",
+    snprintf(buf, sizeof buf,
+             "stdout %" JSON_INTEGER_FORMAT " bytes%s, stderr %" JSON_INTEGER_FORMAT " bytes%s",
              json_integer_value(json_object_get(job, "stdout_bytes")),
              json_is_true(json_object_get(job, "stdout_truncated")) ? " (truncated)" : "",
              json_integer_value(json_object_get(job, "stderr_bytes")),

@@ -60,7 +60,6 @@ void fmt_job(FILE *out, const json_t *job, int64_t now_ms);
  */
 int job_exit_status(const json_t *job, int cancel_signal);
 
-
 /*
  * Copy n bytes of p as valid UTF-8: every byte that does not belong to a
  * well-formed sequence becomes U+FFFD. Return a new NUL-terminated buffer

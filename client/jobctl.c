@@ -210,9 +210,9 @@ static void on_signal(int signo) {
 struct run_state {
     struct jobd_client *c;
     const char *id;
-    bool quiet;          /* --json: discard the output */
-    bool cancel_sent;    /* we asked for a cancel */
-    int cancel_signal;   /* the signal that made us cancel */
+    bool quiet;        /* --json: discard the output */
+    bool cancel_sent;  /* we asked for a cancel */
+    int cancel_signal; /* the signal that made us cancel */
     bool write_failed;
 };
 
@@ -513,7 +513,9 @@ static int list_one(void *arg, json_t *job) {
 }
 
 static int cmd_list(struct jobd_client *c, const struct cli *cli) {
-    struct jobd_list_query q = {.state = cli->state, .name = cli->list_name, .label = cli->label,
+    struct jobd_list_query q = {.state = cli->state,
+                                .name = cli->list_name,
+                                .label = cli->label,
                                 .limit = (int)cli->page_size};
     struct list_state ls = {.json = cli->json, .now = jobd_now_ms()};
     struct jobd_client_error err;

@@ -22,8 +22,15 @@ install(FILES ${CMAKE_CURRENT_LIST_DIR}/include/jobd/client.h
 install(TARGETS jobd_client jobd ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 # The template is written here (configure time) so this file stays self-contained.
 # The libraries are static, so their dependencies are public Requires.
+# prefix is found from the .pc file's own place, so `cmake --install --prefix P` works.
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+  set(JOBD_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+else()
+  string(REGEX REPLACE "[^/]+" ".." JOBD_PC_UP "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
+  set(JOBD_PC_PREFIX "\${pcfiledir}/${JOBD_PC_UP}")
+endif()
 file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/jobd-client.pc.in [=[
-prefix=@CMAKE_INSTALL_PREFIX@
+prefix=@JOBD_PC_PREFIX@
 libdir=${prefix}/@CMAKE_INSTALL_LIBDIR@
 includedir=${prefix}/@CMAKE_INSTALL_INCLUDEDIR@
 

@@ -78,7 +78,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../lib/task_impl.h" /* struct jobd_task: an executor fills it (not installed) */
+#include "task_impl.h" /* struct jobd_task: an executor fills it (not installed) */
 #include "jobd/task.h"
 #include "jobd/util.h"
 #include "output.h"

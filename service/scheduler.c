@@ -76,7 +76,8 @@ struct job {
     char id[JOBD_MAX_ID_BYTES];
     struct jobd_spec spec;
     char *spec_json;  /* canonical spec, the store's `spec` column */
-    json_t *spec_obj; /* the spec rendered once (jobd_spec_to_json), reused by every render */
+    json_t *spec_obj; /* the spec rendered once (jobd_spec_to_json) */
+    char *spec_doc;   /* its text without the braces, reused by every render */
     char *idem_key;   /* NULL when none */
 
     /* The scheduler's view, changed under s->lock and then committed. */
@@ -115,6 +116,24 @@ struct job {
 
 enum change_kind { CH_SUBMIT, CH_UPDATE, CH_DELETE, CH_BATCH };
 
+/*
+ * The fields of a job that change, copied at the moment of a change so the
+ * document can be rendered later on the store's writer thread, outside the
+ * scheduler lock. The job's other fields (id, spec, batch, created_ms) never
+ * change and the job outlives its changes, so the render reads them there.
+ */
+struct snapshot {
+    enum jobd_state state;
+    int attempts;
+    int64_t started_ms, finished_ms;
+    int exit_code, signal;
+    char *error;    /* owned */
+    json_t *result; /* owned reference */
+    int64_t pid;
+    int64_t out_total[2];
+    bool out_truncated[2];
+};
+
 /* One change on its way through the store. */
 struct change {
     struct store_op op;
@@ -122,6 +141,7 @@ struct change {
     enum change_kind kind;
     struct change *chain_next; /* while a chain is being built */
     struct job *job;           /* NULL for a delete and a batch */
+    struct snapshot *snap;     /* the job's fields at this change (CH_SUBMIT, CH_UPDATE) */
     struct batch *batch;       /* CH_BATCH only */
     char *doc;                 /* owned until published */
     enum jobd_state state;
@@ -465,60 +485,140 @@ static void delayed_remove(struct sched *s, struct job *j) {
 
 /* ---- documents ---- */
 
-static json_t *time_or_null(int64_t ms) {
-    char buf[40];
+/* The JSON text of a string, or null. Return a new string or NULL. */
+static char *json_text_or_null(const char *str) {
+    json_t *v;
+    char *t;
 
-    if (ms <= 0)
-        return json_null();
-    jobd_format_time(ms, buf, sizeof buf);
-    return json_string(buf);
+    if (!str)
+        return strdup("null");
+    v = json_string(str);
+    if (!v) /* not UTF-8: say so rather than fail the change */
+        v = json_string("(error text is not valid UTF-8)");
+    t = v ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
+    json_decref(v);
+    return t;
 }
 
-static json_t *int_or_null(int64_t v, bool present) {
-    return present ? json_integer(v) : json_null();
+static void time_text(int64_t ms, char *buf, size_t len) {
+    if (ms <= 0) {
+        snprintf(buf, len, "null");
+        return;
+    }
+    buf[0] = '"';
+    jobd_format_time(ms, buf + 1, len - 2);
+    strcat(buf, "\"");
 }
 
-/* Render the job resource. Return a new string, or NULL if memory runs out. */
-static char *render(const struct job *j, int64_t seq) {
-    json_t *spec = j->spec_obj ? json_incref(j->spec_obj) : jobd_spec_to_json(&j->spec);
-    json_t *o = json_object();
-    const char *sig = j->signal ? jobd_signal_name(j->signal) : NULL;
-    char *s;
-    int rc = 0;
+/*
+ * Render the job resource from its constant fields (the spec's text was made
+ * once, in j->spec_doc) and a snapshot of the others, as text: no JSON tree
+ * is built for the common fields. Safe without the scheduler lock. Return a
+ * new string, or NULL if memory runs out.
+ */
+static char *render(const struct job *j, const struct snapshot *sn, int64_t seq) {
+    const char *sig = sn->signal ? jobd_signal_name(sn->signal) : NULL;
+    char *error = json_text_or_null(sn->error);
+    char *result = sn->result ? json_dumps(sn->result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char exit_code[16], signal[32], pid[24], batch[JOBD_MAX_ID_BYTES + 2];
+    char created[48], started[48], finished[48];
+    char *out = NULL;
+    int n;
 
-    if (!o || !spec) {
-        json_decref(o);
-        json_decref(spec);
+    if (!error || (sn->result && !result) || !j->spec_doc) {
+        free(error);
+        free(result);
         return NULL;
     }
-    /* id and state first: they are what a person looks for. */
-    rc |= json_object_set_new(o, "id", json_string(j->id));
-    rc |= json_object_set_new(o, "state", json_string(jobd_state_name(j->state)));
-    rc |= json_object_update(o, spec);
-    json_decref(spec);
-    rc |= json_object_set_new(o, "exit_code", int_or_null(j->exit_code, j->exit_code >= 0));
-    rc |= json_object_set_new(o, "signal",
-                              sig ? json_string(sig) : int_or_null(j->signal, j->signal));
-    rc |= json_object_set_new(o, "error", j->error ? json_string(j->error) : json_null());
-    rc |= json_object_set_new(o, "result", j->result ? json_incref(j->result) : json_null());
-    rc |= json_object_set_new(o, "pid", int_or_null(j->pid, j->pid > 0));
-    rc |= json_object_set_new(o, "node", json_null());
-    rc |= json_object_set_new(o, "attempts", json_integer(j->attempts));
-    if (j->batch || j->batch_id[0])
-        rc |= json_object_set_new(o, "batch", json_string(j->batch_id));
+    if (sn->exit_code >= 0)
+        snprintf(exit_code, sizeof exit_code, "%d", sn->exit_code);
     else
-        rc |= json_object_set_new(o, "batch", json_null());
-    rc |= json_object_set_new(o, "created_at", time_or_null(j->created_ms));
-    rc |= json_object_set_new(o, "started_at", time_or_null(j->started_ms));
-    rc |= json_object_set_new(o, "finished_at", time_or_null(j->finished_ms));
-    rc |= json_object_set_new(o, "stdout_bytes", json_integer(j->out_total[0]));
-    rc |= json_object_set_new(o, "stderr_bytes", json_integer(j->out_total[1]));
-    rc |= json_object_set_new(o, "stdout_truncated", json_boolean(j->out_truncated[0]));
-    rc |= json_object_set_new(o, "stderr_truncated", json_boolean(j->out_truncated[1]));
-    rc |= json_object_set_new(o, "seq", json_integer(seq));
-    s = rc ? NULL : json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
+        snprintf(exit_code, sizeof exit_code, "null");
+    if (sig)
+        snprintf(signal, sizeof signal, "\"%s\"", sig);
+    else if (sn->signal)
+        snprintf(signal, sizeof signal, "%d", sn->signal);
+    else
+        snprintf(signal, sizeof signal, "null");
+    if (sn->pid > 0)
+        snprintf(pid, sizeof pid, "%lld", (long long)sn->pid);
+    else
+        snprintf(pid, sizeof pid, "null");
+    if (j->batch_id[0])
+        snprintf(batch, sizeof batch, "\"%s\"", j->batch_id);
+    else
+        snprintf(batch, sizeof batch, "null");
+    time_text(j->created_ms, created, sizeof created);
+    time_text(sn->started_ms, started, sizeof started);
+    time_text(sn->finished_ms, finished, sizeof finished);
+    /* id and state first: they are what a person looks for. */
+    n = asprintf(&out,
+                 "{\"id\":\"%s\",\"state\":\"%s\",%s,\"exit_code\":%s,\"signal\":%s,"
+                 "\"error\":%s,\"result\":%s,\"pid\":%s,\"node\":null,\"attempts\":%d,"
+                 "\"batch\":%s,\"created_at\":%s,\"started_at\":%s,\"finished_at\":%s,"
+                 "\"stdout_bytes\":%lld,\"stderr_bytes\":%lld,\"stdout_truncated\":%s,"
+                 "\"stderr_truncated\":%s,\"seq\":%lld}",
+                 j->id, jobd_state_name(sn->state), j->spec_doc, exit_code, signal, error,
+                 result ? result : "null", pid, sn->attempts, batch, created, started, finished,
+                 (long long)sn->out_total[0], (long long)sn->out_total[1],
+                 sn->out_truncated[0] ? "true" : "false", sn->out_truncated[1] ? "true" : "false",
+                 (long long)seq);
+    free(error);
+    free(result);
+    return n < 0 ? NULL : out;
+}
+
+/*
+ * The spec as the inside of a JSON object ("\"command\":[...],...", no braces),
+ * made once per job for render. Return a new string or NULL.
+ */
+static char *spec_doc_text(const json_t *spec_obj) {
+    char *t = spec_obj ? json_dumps(spec_obj, JSON_COMPACT) : NULL;
+    size_t len;
+
+    if (!t)
+        return NULL;
+    len = strlen(t);
+    if (len < 2 || t[0] != '{' || t[len - 1] != '}') {
+        free(t);
+        return NULL;
+    }
+    memmove(t, t + 1, len - 2);
+    t[len - 2] = '\0';
+    return t;
+}
+
+static void snapshot_free(struct snapshot *sn) {
+    if (!sn)
+        return;
+    free(sn->error);
+    json_decref(sn->result);
+    free(sn);
+}
+
+/* Copy the changing fields of j. Return NULL if memory runs out. Caller holds the lock. */
+static struct snapshot *snapshot_take(const struct job *j) {
+    struct snapshot *sn = calloc(1, sizeof *sn);
+
+    if (!sn)
+        return NULL;
+    sn->state = j->state;
+    sn->attempts = j->attempts;
+    sn->started_ms = j->started_ms;
+    sn->finished_ms = j->finished_ms;
+    sn->exit_code = j->exit_code;
+    sn->signal = j->signal;
+    sn->pid = j->pid;
+    for (int i = 0; i < 2; i++) {
+        sn->out_total[i] = j->out_total[i];
+        sn->out_truncated[i] = j->out_truncated[i];
+    }
+    sn->result = j->result ? json_incref(j->result) : NULL;
+    if (j->error && !(sn->error = strdup(j->error))) {
+        snapshot_free(sn);
+        return NULL;
+    }
+    return sn;
 }
 
 /* ---- watches ---- */
@@ -617,6 +717,7 @@ int64_t sched_published_seq(struct sched *s) {
 static void job_free(struct job *j) {
     json_decref(j->result);
     json_decref(j->spec_obj);
+    free(j->spec_doc);
     jobd_spec_free(&j->spec);
     free(j->spec_json);
     free(j->idem_key);
@@ -653,6 +754,19 @@ static void publish(struct sched *s, struct change *ch) {
 
 static void dispatch(struct sched *s);
 
+/* The store's prepare hook: render the document (writer thread, no scheduler lock). */
+static int change_prepare(struct store_op *op) {
+    struct change *ch = op->arg;
+
+    if (!ch->doc) {
+        ch->doc = render(ch->job, ch->snap, ch->seq);
+        if (!ch->doc)
+            return -ENOMEM;
+    }
+    op->row.doc = ch->doc;
+    return 0;
+}
+
 static void change_done(void *arg, int status) {
     struct change *ch = arg;
     struct sched *s = ch->s;
@@ -686,7 +800,8 @@ static void change_done(void *arg, int status) {
         break;
     case CH_UPDATE:
         j->pending--;
-        if (status == 0 || status == -ECANCELED)
+        /* A skipped change was made moot by a later one in the same commit, which publishes. */
+        if ((status == 0 || status == -ECANCELED) && ch->doc)
             publish(s, ch);
         job_release(j);
         break;
@@ -701,6 +816,7 @@ static void change_done(void *arg, int status) {
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
     free(ch->doc);
+    snapshot_free(ch->snap);
     free(ch);
 }
 
@@ -716,8 +832,8 @@ static struct change *make_change(struct sched *s, struct job *j, enum change_ki
 
     if (!ch)
         goto oom;
-    ch->doc = render(j, seq);
-    if (!ch->doc)
+    ch->snap = snapshot_take(j);
+    if (!ch->snap)
         goto oom;
     s->last_seq = seq;
     ch->s = s;
@@ -729,6 +845,9 @@ static struct change *make_change(struct sched *s, struct job *j, enum change_ki
     ch->arg = arg;
     ch->op.kind = STORE_PUT;
     ch->op.retry = kind != CH_SUBMIT;
+    /* A later change of the job in the same commit makes an update moot. */
+    ch->op.supersedable = kind == CH_UPDATE;
+    ch->op.prepare = change_prepare;
     ch->op.done = change_done;
     ch->op.arg = ch;
     ch->op.row = (struct store_row){
@@ -745,7 +864,7 @@ static struct change *make_change(struct sched *s, struct job *j, enum change_ki
         .pid = j->pid,
         .pid_start = j->pid_start,
         .spec = j->spec_json,
-        .doc = ch->doc,
+        .doc = NULL, /* change_prepare renders it on the writer thread */
     };
     j->pending++;
     s->pending++;
@@ -1070,6 +1189,11 @@ int sched_submit(struct sched *s, struct jobd_spec *spec, const char *idem_key, 
     spec_json = NULL;
     j->spec_obj = sj;
     sj = NULL;
+    j->spec_doc = spec_doc_text(j->spec_obj);
+    if (!j->spec_doc) {
+        rc = -ENOMEM;
+        goto unlock_fail;
+    }
     j->state = JOBD_QUEUED;
     j->pub_state = JOBD_QUEUED;
     j->created_ms = jobd_now_ms();
@@ -1421,10 +1545,11 @@ static struct job *job_from_row(const struct store_row *row) {
     }
     j->spec_json = strdup(row->spec);
     j->spec_obj = jobd_spec_to_json(&j->spec);
+    j->spec_doc = spec_doc_text(j->spec_obj);
     j->doc = strdup(row->doc);
     if (row->idem_key)
         j->idem_key = strdup(row->idem_key);
-    if (!j->spec_json || !j->doc || (row->idem_key && !j->idem_key))
+    if (!j->spec_json || !j->spec_doc || !j->doc || (row->idem_key && !j->idem_key))
         goto fail;
     j->state = row->state;
     j->pub_state = row->state;
@@ -1644,6 +1769,12 @@ int sched_submit_batch(struct sched *s, struct jobd_spec *specs, size_t n, int c
             break;
         }
         j->spec_obj = sj;
+        j->spec_doc = spec_doc_text(sj);
+        if (!j->spec_doc) {
+            job_free(j);
+            rc = -ENOMEM;
+            break;
+        }
         j->spec = specs[i];
         jobd_spec_init(&specs[i]);
         j->state = JOBD_QUEUED;
@@ -1721,6 +1852,7 @@ int sched_submit_batch(struct sched *s, struct jobd_spec *specs, size_t n, int c
                 c->job->pending--;
             s->pending--;
             free(c->doc);
+            snapshot_free(c->snap);
             free(c);
         }
         while (b->members) {
@@ -1776,7 +1908,7 @@ int sched_get_batch(struct sched *s, int64_t num, json_t **doc) {
     int counts[JOBD_STATE_COUNT];
     struct id_list l;
     json_t *o, *c;
-    int rc, active, total = 0;
+    int rc, active;
 
     rc = store_get_batch(s->store, num, &sb, id, name, sizeof name);
     if (rc < 0)
@@ -1799,13 +1931,12 @@ int sched_get_batch(struct sched *s, int64_t num, json_t **doc) {
     }
     for (int i = 0; i < JOBD_STATE_COUNT; i++) {
         json_object_set_new(c, jobd_state_name((enum jobd_state)i), json_integer(counts[i]));
-        total += counts[i];
     }
     active = counts[JOBD_QUEUED] + counts[JOBD_RUNNING];
     jobd_format_time(sb.created_ms, ts, sizeof ts);
     o = json_pack("{s:s, s:s?, s:i, s:i, s:o, s:b, s:o, s:s}", "id", id, "name", sb.name,
                   "concurrency", sb.concurrency, "total", sb.total, "counts", c, "done",
-                  active == 0 && total == sb.total, "jobs", l.ids, "created_at", ts);
+                  active == 0, "jobs", l.ids, "created_at", ts);
     if (!o)
         return -ENOMEM;
     *doc = o;

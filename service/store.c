@@ -86,6 +86,8 @@ struct store {
     sqlite3_stmt *put_batch;
     int *status;       /* per-operation status of the current transaction */
     size_t status_cap; /* entries allocated in status */
+    int64_t *last_put; /* open-addressing set of row numbers, to find superseded PUTs */
+    size_t last_put_cap;
 
     /* Guarded by qlock. */
     pthread_mutex_t qlock;
@@ -493,6 +495,7 @@ static void store_free(struct store *st) {
         pthread_mutex_destroy(&st->qlock);
     }
     free(st->status);
+    free(st->last_put);
     free(st->path);
     free(st);
 }
@@ -626,10 +629,55 @@ static int meta_max(struct store *st, const char *key, int64_t v) {
  * -E2BIG, -EINVAL for a row rejected alone); or a negative errno when the
  * transaction failed and was rolled back.
  */
+/*
+ * Mark each supersedable PUT that a later PUT of the same row follows in
+ * this batch as skipped. Walks the batch backwards through an array of it
+ * (the list is singly linked), remembering the rows already seen.
+ */
+static void mark_superseded(struct store *st, struct store_op *batch, size_t n) {
+    size_t cap = 16;
+    struct store_op **ops;
+
+    while (cap < 2 * n)
+        cap *= 2;
+    if (cap > st->last_put_cap) {
+        int64_t *np = realloc(st->last_put, cap * sizeof *np);
+        if (np == NULL)
+            return; /* only an optimisation */
+        st->last_put = np;
+        st->last_put_cap = cap;
+    }
+    ops = malloc(n * sizeof *ops);
+    if (ops == NULL)
+        return;
+    memset(st->last_put, 0, cap * sizeof *st->last_put);
+    size_t i = 0;
+    for (struct store_op *op = batch; op != NULL; op = op->next)
+        ops[i++] = op;
+    while (i-- > 0) {
+        struct store_op *op = ops[i];
+        op->skipped = false;
+        if (op->kind != STORE_PUT || op->row.num <= 0)
+            continue;
+        size_t h = (size_t)((uint64_t)op->row.num * 0x9E3779B97F4A7C15ull >> 17) & (cap - 1);
+        while (st->last_put[h] != 0 && st->last_put[h] != op->row.num)
+            h = (h + 1) & (cap - 1);
+        if (st->last_put[h] == op->row.num)
+            op->skipped = op->supersedable;
+        else
+            st->last_put[h] = op->row.num;
+    }
+    free(ops);
+}
+
 static int write_batch(struct store *st, struct store_op *batch) {
     int ret = 0;
     int64_t maxnum = 0;
     int64_t maxseq = 0;
+    size_t n = 0;
+    for (struct store_op *op = batch; op != NULL; op = op->next)
+        n++;
+    mark_superseded(st, batch, n);
     int rc = step_write(st->begin);
     if (rc != SQLITE_DONE) {
         fprintf(stderr, "store: begin failed: %s\n", sqlite3_errmsg(st->wdb));
@@ -637,6 +685,15 @@ static int write_batch(struct store *st, struct store_op *batch) {
     }
     size_t i = 0;
     for (struct store_op *op = batch; op != NULL; op = op->next, i++) {
+        if (op->skipped) {
+            st->status[i] = 0;
+            continue;
+        }
+        if (op->prepare != NULL && (st->status[i] = op->prepare(op)) != 0) {
+            fprintf(stderr, "store: write of job %lld not prepared: %s\n", (long long)op->row.num,
+                    strerror(-st->status[i]));
+            continue;
+        }
         rc = apply_op(st, op, &maxnum, &maxseq);
         if (rc == SQLITE_DONE) {
             st->status[i] = 0;

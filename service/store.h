@@ -77,6 +77,19 @@ struct store_op {
     struct store_row row;
     struct store_batch batch; /* STORE_PUT_BATCH only */
     bool retry;
+    /*
+     * A PUT that a later PUT of the same row in the same transaction makes
+     * moot may be skipped: it is neither prepared nor written, `skipped` is
+     * set, and `done` is still called (with 0) in its turn.
+     */
+    bool supersedable;
+    bool skipped;
+    /*
+     * Called on the writer thread just before the row is written, to fill
+     * what is costly to make (row.doc); NULL when the row is complete. Return
+     * 0, or a negative errno that fails this operation alone.
+     */
+    int (*prepare)(struct store_op *op);
     void (*done)(void *arg, int status);
     void *arg;
     struct store_op *next; /* owned by the store while queued */

@@ -689,8 +689,8 @@ class JobsApiTest(JobdTestCase):
         finally:
             j.request("POST", "/v1/jobs/%s/cancel" % job["id"])
         j.wait_job(job["id"], 10)
-        # The same from a shell's point of view.
-        job = j.submit({"shell": "sleep 0.2 & p=$!; ls /proc/$p/fd; wait"}, wait=15)
+        # The same for a grandchild, looked at once it has exec'd.
+        job = j.submit({"shell": "sleep 1 & p=$!; sleep 0.3; ls /proc/$p/fd; wait"}, wait=15)
         self.assertEqual(job["state"], "succeeded", job)
         self.assertEqual(sorted(j.output(job["id"]).split()), [b"0", b"1", b"2"])
 

@@ -371,14 +371,49 @@ class BigBatchTest(BatchTestCase):
             self.assertEqual(job["batch"], bid)
         self.assertEqual(len(j.list(batch=bid, limit=1000)["jobs"]), 1000)
 
-    def test_body_over_max_batch_body_is_413(self):
-        j = self.start_jobd("--max-batch-body", "4096")
-        body = {"jobs": [{"task": "echo", "args": {"i": i}} for i in range(500)]}
-        r = j.request("POST", "/v1/batches", body, timeout=30)
-        self.assertProblem(r, 413)
-        self.assertEqual(j.list()["jobs"], [])
-        r = j.request("POST", "/v1/batches", {"jobs": [{"task": "echo"}] * 10})
+    def test_max_batch_body(self):
+        # Batches may be bigger than --max-body, up to --max-batch-body; then 413 and nothing stored.
+        j = self.start_jobd("--max-body", "4096", "--max-batch-body", "65536")
+        mid = {"jobs": [{"task": "echo", "args": {"i": i}} for i in range(500)]}  # about 15 KB
+        self.assertGreater(len(json.dumps(mid)), 4096)
+        r = j.request("POST", "/v1/batches", mid, timeout=30)
         self.assertEqual(r.status, 201, r)
+        self.assertTrue(self.wait_batch(j, r.json["id"], 30)["done"])
+        count = len(j.list_all(limit=1000))
+        big = {"jobs": [{"task": "echo", "args": {"i": i}} for i in range(3000)]}  # about 90 KB
+        self.assertGreater(len(json.dumps(big)), 65536)
+        r = j.request("POST", "/v1/batches", big, timeout=30)
+        self.assertProblem(r, 413)
+        self.assertEqual(len(j.list_all(limit=1000)), count)
+        # The ordinary cap still holds for single jobs.
+        r = j.request("POST", "/v1/jobs", {"task": "echo", "args": {"pad": "x" * 5000}})
+        self.assertProblem(r, 413)
+
+
+class BatchLimitsTest(BatchTestCase):
+    def test_queue_full_is_429_and_stores_nothing(self):
+        j = self.start_jobd("--max-queued", "5")
+        r = j.request("POST", "/v1/batches", {"jobs": [{"shell": "sleep 5"}] * 10, "concurrency": 1})
+        self.assertProblem(r, 429)
+        self.assertTrue(r.headers.get("Retry-After"), r)
+        self.assertEqual(j.list()["jobs"], [])
+        r = j.request("POST", "/v1/batches?wait=10", {"jobs": [{"task": "echo"}] * 5})
+        self.assertEqual(r.status, 201, r)
+        self.assertTrue(r.json["done"], r.json)
+
+    def test_done_after_a_member_is_deleted(self):
+        # An ended job of an ended batch may be deleted (or removed by --retention):
+        # the batch still has no active job, so it stays done and ?wait answers at once.
+        j = self.start_jobd()
+        r = j.request("POST", "/v1/batches?wait=10", {"jobs": [{"task": "echo"}] * 2})
+        self.assertEqual(r.status, 201, r)
+        self.assertTrue(r.json["done"], r.json)
+        bid, ids = r.json["id"], r.json["jobs"]
+        self.assertEqual(j.request("DELETE", "/v1/jobs/%s" % ids[0]).status, 204)
+        doc = self.get_batch(j, bid, wait=2)
+        self.assertEqual(doc["jobs"], ids[1:])
+        self.assertEqual(doc["counts"]["queued"] + doc["counts"]["running"], 0, doc)
+        self.assertTrue(doc["done"], "a batch with no queued or running job is done: %s" % doc)
 
 
 class BatchRestartTest(BatchTestCase):

@@ -9,6 +9,8 @@ import json
 import os
 import socket
 import sys
+import threading
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -265,6 +267,43 @@ class HttpErrorsTest(JobdTestCase):
             s.close()
         r = jobdtest.parse_raw_response(bytes(got))
         self.assertEqual(r.status, 201, r)
+
+    def test_connection_timeout(self):
+        """Idle connections are closed after --connection-timeout; waits and follows are not."""
+        j = self.start_jobd("--connection-timeout", "1")
+        idle = socket.create_connection(("127.0.0.1", j.port), timeout=10)
+        half = socket.create_connection(("127.0.0.1", j.port), timeout=10)
+        try:
+            half.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+            t0 = time.monotonic()
+            self.assertEqual(idle.recv(100), b"", "an idle connection was not closed")
+            self.assertLess(time.monotonic() - t0, 5)
+            try:
+                data = half.recv(100)
+            except ConnectionResetError:
+                data = b""
+            self.assertNotIn(b"200", data)
+            self.assertLess(time.monotonic() - t0, 5)
+        finally:
+            idle.close()
+            half.close()
+        # A long-poll and a quiet follow outlive the idle timeout.
+        job = j.submit({"shell": "echo a; sleep 2.5; echo b"})
+        holder = {}
+
+        def follow():
+            conn, resp = j.stream("GET", "/v1/jobs/%s/stdout?follow=true" % job["id"], timeout=15)
+            try:
+                holder["follow"] = resp.read()
+            finally:
+                conn.close()
+
+        t = threading.Thread(target=follow, daemon=True)
+        t.start()
+        got = j.job(job["id"], wait=10)
+        self.assertEqual(got["state"], "succeeded", "the wait was cut by the idle timeout: %s" % got)
+        t.join(15)
+        self.assertEqual(holder.get("follow"), b"a\nb\n")
 
     def test_keep_alive(self):
         """Answers keep the connection open (GETs included), errors too."""

@@ -344,11 +344,6 @@ class CommandsTest(JobctlCase):
         p = self.jobctl("wait", jid)
         self.assertExit(p, 128 + 15)  # stopped by the default kill signal, SIGTERM
         self.assertIn("cancelled", p.out)
-        # A job cancelled while queued never got a signal: 130.
-        q = self.submit_id("--priority", "-100", "--", "true")
-        self.j.request("POST", "/v1/jobs/%s/cancel" % q)
-        p = self.jobctl("wait", q)
-        self.assertIn(p.returncode, (0, 130))
 
     def test_cancel_json_and_conflicts(self):
         jid = self.submit_id("--", "sleep", "30")

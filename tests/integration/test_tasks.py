@@ -257,6 +257,51 @@ class TasksTest(JobdTestCase):
             time.sleep(0.03)
         self.fail("job %s not running within %ss: %s" % (job_id, timeout, last))
 
+    def test_sleep_timeout_is_prompt(self):
+        t0 = time.monotonic()
+        job = self.run_task({"task": "sleep", "args": {"seconds": 30}, "timeout": 0.5})
+        took = time.monotonic() - t0
+        self.assertEqual(job["state"], "timed_out", job)
+        self.assertLess(took, 3, "a 0.5 s timeout took %.1fs" % took)
+        self.assertGreaterEqual(run_secs(job), 0.45, job)
+        self.assertEqual(healthz(self.j)["threads_stuck"], 0)
+
+    def test_health_and_metrics_count_threads(self):
+        h = healthz(self.j)
+        self.assertEqual(h["threads"], 4, h)
+        job = self.j.submit({"task": "sleep", "args": {"seconds": 30}})
+        try:
+            self._wait_running(job["id"])
+            self.assertGreaterEqual(healthz(self.j)["threads_busy"], 1)
+            r = self.j.request("GET", "/metrics")
+            self.assertEqual(r.status, 200, r)
+            text = r.body.decode()
+            self.assertRegex(text, r'(?m)^jobd_jobs_running\{executor="thread"\} [1-9]')
+            self.assertRegex(text, r"(?m)^jobd_task_threads 4$")
+            self.assertRegex(text, r"(?m)^jobd_task_threads_stuck 0$")
+        finally:
+            self.j.request("POST", "/v1/jobs/%s/cancel" % job["id"])
+        self.assertEqual(self.j.wait_job(job["id"], 5)["state"], "cancelled")
+
+    def test_task_output_cap(self):
+        big = "x" * 50000
+        job = self.run_task({"task": "echo", "args": big, "limits": {"output_bytes": 2048}})
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(job["result"], big)
+        self.assertTrue(job["stdout_truncated"], job)
+        self.assertEqual(job["stdout_bytes"], len(big) + 3, "stdout_bytes counts everything written")
+        out = self.j.output(job["id"])
+        self.assertLessEqual(len(out), 2200)
+        self.assertTrue(out.endswith(b'xx"\n'), "the tail is kept: %r" % out[-20:])
+
+    def test_task_retries(self):
+        before = sum(1 for m, pth in self.srv.seen if pth == "/status/502")
+        job = self.run_task({"task": "http", "args": {"url": self.srv.url("/status/502")}, "retries": 2,
+                             "retry_delay": 0.1})
+        self.assertEqual(job["state"], "failed", job)
+        self.assertEqual(job["attempts"], 3, job)
+        self.assertEqual(sum(1 for m, pth in self.srv.seen if pth == "/status/502") - before, 3)
+
     def test_cancel_a_queued_task(self):
         # 4 threads busy with sleep: the 5th is queued and is cancelled at once.
         busy = [self.j.submit({"task": "sleep", "args": {"seconds": 30}}) for _ in range(4)]
@@ -495,6 +540,28 @@ class StuckTaskTest(JobdTestCase):
         self.assertNotIn(b"spun", self.j.output(spin["id"]))
         self.quick_echo("after")
 
+    def test_spin_that_returns_within_its_grace(self):
+        # Timeout at 1 s, the task returns at 1.5 s, within its 3 s grace: timed_out, no stuck thread.
+        t0 = time.monotonic()
+        job = self.j.submit({"task": "spin", "args": {"seconds": 1.5}, "timeout": 1, "kill_grace": 3})
+        job = self.j.wait_job(job["id"], 10)
+        took = time.monotonic() - t0
+        self.assertEqual(job["state"], "timed_out", job)
+        self.assertLess(took, 2.8, "it ended when the task returned, not after the grace: %.2fs" % took)
+        self.assertEqual(healthz(self.j)["threads_stuck"], 0)
+
+    def test_spin_under_process_executor_is_killed(self):
+        # In a child, a task that ignores cancel is stopped with a signal: no stuck thread.
+        t0 = time.monotonic()
+        job = self.j.submit({"task": "spin", "args": {"seconds": 30}, "timeout": 1, "kill_grace": 1,
+                             "executor": "process"})
+        job = self.j.wait_job(job["id"], 10)
+        took = time.monotonic() - t0
+        self.assertEqual(job["state"], "timed_out", job)
+        self.assertLess(took, 4, "took %.2fs" % took)
+        self.assertEqual(healthz(self.j)["threads_stuck"], 0)
+        self.assertFalse(jobdtest.alive(job["pid"]) if job["pid"] else False, "the child is gone")
+
     def test_cancel_of_a_spinning_task(self):
         spin = self.j.submit({"task": "spin", "args": {"seconds": 4}, "kill_grace": 1})
         end = time.monotonic() + 5
@@ -555,6 +622,7 @@ class CounterStressTest(JobdTestCase):
 
     JOBS = 200
     N = 10000
+    SINGLE = 25  # per client, 4 clients
 
     def test_counter_totals_are_exact(self):
         j = self.start_jobd("--threads", "4", "--plugin", plugin("testtasks"), env=NO_PROXY_ENV)
@@ -566,6 +634,23 @@ class CounterStressTest(JobdTestCase):
                       {"jobs": [{"task": "counter", "args": {"n": self.N}} for _ in range(self.JOBS)]})
         self.assertEqual(r.status, 201, r)
         bid = r.json["id"]
+        # Meanwhile 4 clients submit SINGLE more counter jobs each, one POST at a time.
+        singles, errors = [], []
+
+        def client():
+            try:
+                for _ in range(self.SINGLE):
+                    singles.append(j.submit({"task": "counter", "args": {"n": self.N}})["id"])
+            except Exception as e:
+                errors.append(repr(e))
+
+        clients = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(60)
+        self.assertFalse(errors, errors[:3])
+        self.assertEqual(len(singles), 4 * self.SINGLE)
         r = j.request("GET", "/v1/batches/%s?wait=60" % bid, timeout=75)
         self.assertEqual(r.status, 200, r)
         took = time.monotonic() - t0
@@ -579,11 +664,16 @@ class CounterStressTest(JobdTestCase):
         # Several threads really ran counters at the same time.
         spans = sorted((parse_time(x["started_at"]), parse_time(x["finished_at"])) for x in jobs)
         overlap = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+        for jid in singles:
+            job = j.wait_job(jid, 30)
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(job["result"], {"increments": self.N}, job)
         last = j.submit({"task": "counter_total"}, wait=10)
         self.assertEqual(last["state"], "succeeded", last)
-        self.assertEqual(last["result"], {"total": self.JOBS * self.N})
-        sys.stderr.write("\n[stress] %d counter jobs x %d on 4 threads: %.2fs, max overlap %d\n"
-                         % (self.JOBS, self.N, took, overlap))
+        self.assertEqual(last["result"], {"total": (self.JOBS + 4 * self.SINGLE) * self.N})
+        self.assertGreaterEqual(overlap, 2, "counters ran on several threads at once")
+        sys.stderr.write("\n[stress] %d counter jobs (batch) + %d single POSTs x %d increments on 4 threads: "
+                         "batch done in %.2fs, max overlap %d\n" % (self.JOBS, 4 * self.SINGLE, self.N, took, overlap))
         self.assertEqual(healthz(j)["threads_stuck"], 0)
 
 

@@ -214,8 +214,8 @@ static void test_spec_from_options(void **state) {
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(spec, "env"), "JOBCTL_TEST_VAR")),
         "from-env");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(spec, "labels"), "team")), "x");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(spec, "labels"), "team")),
+                        "x");
     assert_true(json_real_value(json_object_get(spec, "timeout")) == 2.5);
     assert_int_equal(json_integer_value(json_object_get(spec, "retries")), 2);
     assert_int_equal(json_integer_value(json_object_get(spec, "priority")), -3);
@@ -234,8 +234,8 @@ static void test_spec_from_options(void **state) {
 static const struct {
     const char *opt, *val, *field;
 } bad_spec[] = {
-    {"--timeout", "-1", "timeout"},       {"--priority", "101", "priority"},
-    {"--retries", "-2", "retries"},       {"--cwd", "relative", "cwd"},
+    {"--timeout", "-1", "timeout"},           {"--priority", "101", "priority"},
+    {"--retries", "-2", "retries"},           {"--cwd", "relative", "cwd"},
     {"--kill-signal", "NOPE", "kill_signal"}, {"--memory", "-5", "limits.memory_bytes"},
     {"-e", "UNSET_IN_JOBCTL_TESTS", "env"},
 };

@@ -20,9 +20,9 @@ static void test_durations(void **state) {
         int64_t ms;
         const char *want;
     } cases[] = {
-        {-1, "-"},         {0, "0ms"},          {999, "999ms"},       {1000, "1.0s"},
-        {2549, "2.5s"},    {9999, "9.9s"},      {10000, "10s"},       {59999, "59s"},
-        {60000, "1m00s"},  {65000, "1m05s"},    {3599000, "59m59s"},  {3600000, "1h00m"},
+        {-1, "-"},           {0, "0ms"},          {999, "999ms"},       {1000, "1.0s"},
+        {2549, "2.5s"},      {9999, "9.9s"},      {10000, "10s"},       {59999, "59s"},
+        {60000, "1m00s"},    {65000, "1m05s"},    {3599000, "59m59s"},  {3600000, "1h00m"},
         {11220000, "3h07m"}, {86400000, "1d00h"}, {187200000, "2d04h"},
     };
     (void)state;
@@ -39,7 +39,7 @@ static void test_ages(void **state) {
         int64_t ms;
         const char *want;
     } cases[] = {
-        {-5000, "0s"}, {0, "0s"},        {59999, "59s"},     {60000, "1m"},
+        {-5000, "0s"},    {0, "0s"},       {59999, "59s"},    {60000, "1m"},
         {3599999, "59m"}, {3600000, "1h"}, {86399999, "23h"}, {86400000 * 3LL, "3d"},
     };
     (void)state;
@@ -204,7 +204,8 @@ static void test_exit_status(void **state) {
         {"{\"state\":\"failed\",\"exit_code\":3}", 0, 3},
         {"{\"state\":\"failed\",\"exit_code\":256}", 0, 1},
         {"{\"state\":\"failed\",\"exit_code\":null,\"signal\":\"SIGKILL\"}", 0, 137},
-        {"{\"state\":\"failed\",\"exit_code\":null,\"signal\":null,\"error\":\"command not found\"}",
+        {"{\"state\":\"failed\",\"exit_code\":null,\"signal\":null,\"error\":\"command not "
+         "found\"}",
          0, 127},
         {"{\"state\":\"timed_out\",\"exit_code\":null,\"signal\":\"SIGTERM\"}", 0, 124},
         {"{\"state\":\"cancelled\",\"signal\":\"SIGTERM\"}", 2, 130},
@@ -232,8 +233,11 @@ static void test_utf8_sanitize(void **state) {
     assert_int_equal(n, 3);
     assert_memory_equal(s, "h\xc3\xa9", 3);
     free(s);
-    s = utf8_sanitize("a\xff" "b", 3, &n);
-    assert_string_equal(s, "a\xef\xbf\xbd" "b");
+    s = utf8_sanitize("a\xff"
+                      "b",
+                      3, &n);
+    assert_string_equal(s, "a\xef\xbf\xbd"
+                           "b");
     free(s);
     s = utf8_sanitize("\xc3", 1, &n); /* cut short */
     assert_string_equal(s, "\xef\xbf\xbd");
@@ -248,11 +252,11 @@ static void test_utf8_sanitize(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_durations),      cmocka_unit_test(test_ages),
-        cmocka_unit_test(test_parse_time),     cmocka_unit_test(test_shell_words),
+        cmocka_unit_test(test_durations),       cmocka_unit_test(test_ages),
+        cmocka_unit_test(test_parse_time),      cmocka_unit_test(test_shell_words),
         cmocka_unit_test(test_table_alignment), cmocka_unit_test(test_table_headers_only),
-        cmocka_unit_test(test_list_row),       cmocka_unit_test(test_status_view),
-        cmocka_unit_test(test_exit_status),    cmocka_unit_test(test_utf8_sanitize),
+        cmocka_unit_test(test_list_row),        cmocka_unit_test(test_status_view),
+        cmocka_unit_test(test_exit_status),     cmocka_unit_test(test_utf8_sanitize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

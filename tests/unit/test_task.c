@@ -1312,6 +1312,11 @@ int main(void) {
     };
 
     signal(SIGPIPE, SIG_IGN);
+    /* libcurl honours proxy variables: the test server is on loopback, reach it directly. */
+    static const char *const proxies[] = {"http_proxy",  "https_proxy", "HTTP_PROXY",
+                                          "HTTPS_PROXY", "all_proxy",   "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof(proxies) / sizeof(proxies[0]); i++)
+        unsetenv(proxies[i]);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;
     json_object_seed(0);

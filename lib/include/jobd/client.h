@@ -74,24 +74,24 @@ enum jobd_client_errkind {
  */
 struct jobd_client_error {
     enum jobd_client_errkind kind;
-    int code;         /* the negative return value */
-    long status;      /* HTTP status of an error answer; 0 when there was none */
-    int curl_code;    /* CURLcode of a transport failure; 0 otherwise */
-    char type[128];   /* problem "type", e.g. "urn:jobd:problem:invalid-spec" */
-    char title[128];  /* problem "title", e.g. "Invalid job spec" */
-    char detail[512]; /* problem "detail", e.g. "command[1]: must be a string" */
-    char field[128];  /* problem "field", e.g. "command[1]"; "" when none */
+    int code;           /* the negative return value */
+    long status;        /* HTTP status of an error answer; 0 when there was none */
+    int curl_code;      /* CURLcode of a transport failure; 0 otherwise */
+    char type[128];     /* problem "type", e.g. "urn:jobd:problem:invalid-spec" */
+    char title[128];    /* problem "title", e.g. "Invalid job spec" */
+    char detail[512];   /* problem "detail", e.g. "command[1]: must be a string" */
+    char field[128];    /* problem "field", e.g. "command[1]"; "" when none */
     double retry_after; /* seconds from a Retry-After header (429, 503); 0 when none */
     char message[640];  /* one line for people, always set: what failed and why */
 };
 
 /* Options of jobd_client_new. Zero-initialise, then set what you need. */
 struct jobd_client_options {
-    const char *url;          /* base URL, "http://host:port" (a bare "host:port" gets http://) */
-    const char *token;        /* bearer token for /v1; NULL or "" for none */
-    long connect_timeout_ms;  /* 0: 10 s */
-    long timeout_ms;          /* whole request, excluding long-poll waits; 0: 60 s */
-    const char *user_agent;   /* NULL: "jobd-client/VERSION" */
+    const char *url;         /* base URL, "http://host:port" (a bare "host:port" gets http://) */
+    const char *token;       /* bearer token for /v1; NULL or "" for none */
+    long connect_timeout_ms; /* 0: 10 s */
+    long timeout_ms;         /* whole request, excluding long-poll waits; 0: 60 s */
+    const char *user_agent;  /* NULL: "jobd-client/VERSION" */
 };
 
 /* The two output streams of a job. */
@@ -247,8 +247,9 @@ struct jobd_follow_options {
  * returns -ECANCELED. When one stream fails, the others are stopped too.
  * Bytes delivered before a failure stay delivered.
  */
-int jobd_client_follow(struct jobd_client *c, const char *id, const struct jobd_follow_options *opts,
-                       jobd_output_fn fn, void *arg, struct jobd_client_error *err);
+int jobd_client_follow(struct jobd_client *c, const char *id,
+                       const struct jobd_follow_options *opts, jobd_output_fn fn, void *arg,
+                       struct jobd_client_error *err);
 
 /*
  * Helpers over a job document (borrowed). jobd_job_str returns a string
