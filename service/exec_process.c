@@ -333,6 +333,7 @@ struct task_plan {
     const struct jobd_task_def *def;
     const json_t *args;
     const char *id;
+    char **envp; /* the job's clean environment, as for commands */
 };
 
 /* Report a failed set-up step to the parent through the report pipe and exit. */
@@ -466,6 +467,8 @@ static _Noreturn void task_child_run(const struct task_plan *tp) {
     if (child_unblock_signals() < 0)
         task_child_fail(tp, STEP_SIGNALS, errno, 0);
     (void)close(p->report_fd);
+    /* jobd's own environment (and its tokens) must not reach the task. */
+    environ = tp->envp;
     _exit(task_child_call(tp));
 }
 
@@ -892,6 +895,7 @@ static int spawn_task(struct exec_proc *ep, struct attempt *a, char *err, size_t
     const struct jobd_spec *spec = a->spec;
     int child_out[2] = {-1, -1}, child_res = -1, report[2] = {-1, -1};
     int rc = -1;
+    char *owned_env[2] = {NULL, NULL};
     struct task_plan tp;
     memset(&tp, 0, sizeof(tp));
 
@@ -902,7 +906,12 @@ static int spawn_task(struct exec_proc *ep, struct attempt *a, char *err, size_t
     }
     tp.args = spec->args;
     tp.id = a->id;
-    tp.base.cwd = spec->cwd;
+    tp.base.cwd = spec->cwd ? spec->cwd : ep->default_cwd;
+    tp.envp = build_env(ep, spec, tp.base.cwd ? tp.base.cwd : "/", owned_env);
+    if (tp.envp == NULL) {
+        snprintf(err, errlen, "cannot start: out of memory");
+        return -1;
+    }
     tp.base.max_fd = ep->max_fd;
     plan_limits(&tp.base, spec);
 
@@ -973,6 +982,9 @@ out:
     close_fd(&child_res);
     close_fd(&report[0]);
     close_fd(&report[1]);
+    free(tp.envp);
+    free(owned_env[0]);
+    free(owned_env[1]);
     return rc;
 }
 

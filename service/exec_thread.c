@@ -387,7 +387,13 @@ int exec_thread_start(struct exec_thread *ex, const struct exec_run *run) {
     r->num = run->num;
     snprintf(r->id, sizeof r->id, "%s", run->id);
     r->def = def;
-    r->args = run->spec->args ? json_incref(run->spec->args) : json_null();
+    /* A copy of its own: no JSON value is shared with the scheduler's threads. */
+    r->args = run->spec->args ? json_deep_copy(run->spec->args) : json_null();
+    if (!r->args) {
+        jobd_task_destroy(&r->task);
+        free(r);
+        return -ENOMEM;
+    }
     r->timeout = run->spec->timeout;
     r->kill_grace = run->spec->kill_grace;
     r->output_cap = run->output_cap;

@@ -237,7 +237,7 @@ static bool json_content_type(const char *ct) {
 static int64_t body_limit(const struct http_req *req) {
     const struct http_config *cfg = &req->srv->cfg;
 
-    if (req->route && req->route->big_body && cfg->max_big_body > cfg->max_body)
+    if (req->route && req->route->big_body && cfg->max_big_body > 0)
         return cfg->max_big_body;
     return cfg->max_body;
 }

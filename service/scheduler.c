@@ -75,10 +75,9 @@ struct job {
     int64_t num;
     char id[JOBD_MAX_ID_BYTES];
     struct jobd_spec spec;
-    char *spec_json;  /* canonical spec, the store's `spec` column */
-    json_t *spec_obj; /* the spec rendered once (jobd_spec_to_json) */
-    char *spec_doc;   /* its text without the braces, reused by every render */
-    char *idem_key;   /* NULL when none */
+    char *spec_json; /* canonical spec, the store's `spec` column */
+    char *spec_doc;  /* the spec as JSON text without the braces, for every render */
+    char *idem_key;  /* NULL when none */
 
     /* The scheduler's view, changed under s->lock and then committed. */
     enum jobd_state state;
@@ -94,7 +93,7 @@ struct job {
     bool starting;           /* handed to the executor, not yet ended */
     bool cancel_requested;
     int64_t not_before;               /* mono ms: retry backoff; 0 when ready */
-    json_t *result;                   /* a task's result, NULL when none */
+    char *result;                     /* a task's result as compact JSON text, or NULL */
     struct batch *batch;              /* NULL when not in a batch */
     bool released;                    /* counts against its batch's concurrency */
     char batch_id[JOBD_MAX_ID_BYTES]; /* "" when not in a batch */
@@ -127,8 +126,8 @@ struct snapshot {
     int attempts;
     int64_t started_ms, finished_ms;
     int exit_code, signal;
-    char *error;    /* owned */
-    json_t *result; /* owned reference */
+    char *error;  /* owned */
+    char *result; /* owned JSON text, NULL when none */
     int64_t pid;
     int64_t out_total[2];
     bool out_truncated[2];
@@ -519,15 +518,14 @@ static void time_text(int64_t ms, char *buf, size_t len) {
 static char *render(const struct job *j, const struct snapshot *sn, int64_t seq) {
     const char *sig = sn->signal ? jobd_signal_name(sn->signal) : NULL;
     char *error = json_text_or_null(sn->error);
-    char *result = sn->result ? json_dumps(sn->result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    const char *result = sn->result;
     char exit_code[16], signal[32], pid[24], batch[JOBD_MAX_ID_BYTES + 2];
     char created[48], started[48], finished[48];
     char *out = NULL;
     int n;
 
-    if (!error || (sn->result && !result) || !j->spec_doc) {
+    if (!error || !j->spec_doc) {
         free(error);
-        free(result);
         return NULL;
     }
     if (sn->exit_code >= 0)
@@ -564,7 +562,6 @@ static char *render(const struct job *j, const struct snapshot *sn, int64_t seq)
                  sn->out_truncated[0] ? "true" : "false", sn->out_truncated[1] ? "true" : "false",
                  (long long)seq);
     free(error);
-    free(result);
     return n < 0 ? NULL : out;
 }
 
@@ -592,7 +589,7 @@ static void snapshot_free(struct snapshot *sn) {
     if (!sn)
         return;
     free(sn->error);
-    json_decref(sn->result);
+    free(sn->result);
     free(sn);
 }
 
@@ -613,8 +610,8 @@ static struct snapshot *snapshot_take(const struct job *j) {
         sn->out_total[i] = j->out_total[i];
         sn->out_truncated[i] = j->out_truncated[i];
     }
-    sn->result = j->result ? json_incref(j->result) : NULL;
-    if (j->error && !(sn->error = strdup(j->error))) {
+    if ((j->error && !(sn->error = strdup(j->error))) ||
+        (j->result && !(sn->result = strdup(j->result)))) {
         snapshot_free(sn);
         return NULL;
     }
@@ -715,8 +712,7 @@ int64_t sched_published_seq(struct sched *s) {
 /* ---- changes ---- */
 
 static void job_free(struct job *j) {
-    json_decref(j->result);
-    json_decref(j->spec_obj);
+    free(j->result);
     free(j->spec_doc);
     jobd_spec_free(&j->spec);
     free(j->spec_json);
@@ -1048,12 +1044,16 @@ static void on_exited(void *ctx, int64_t num, const struct exec_result *res) {
     s->running[pool_of(j)]--;
     j->starting = false;
     unrelease(s, j);
-    json_decref(j->result);
+    free(j->result);
     j->result = NULL;
     if (res->result_json) {
-        j->result = json_loads(res->result_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (!j->result)
+        /* Kept as text (no JSON value is shared between threads); checked once here. */
+        json_t *v = json_loads(res->result_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (v)
+            j->result = strdup(res->result_json);
+        else
             log_warn("scheduler: job %s returned a result that is not JSON", j->id);
+        json_decref(v);
     }
     j->finished_ms = res->finished_ms;
     if (res->started_ms > 0 && j->started_ms == 0)
@@ -1187,9 +1187,7 @@ int sched_submit(struct sched *s, struct jobd_spec *spec, const char *idem_key, 
     jobd_spec_init(spec);
     j->spec_json = spec_json;
     spec_json = NULL;
-    j->spec_obj = sj;
-    sj = NULL;
-    j->spec_doc = spec_doc_text(j->spec_obj);
+    j->spec_doc = spec_doc_text(sj);
     if (!j->spec_doc) {
         rc = -ENOMEM;
         goto unlock_fail;
@@ -1210,6 +1208,7 @@ int sched_submit(struct sched *s, struct jobd_spec *spec, const char *idem_key, 
     s->queued++;
     *num = j->num;
     pthread_mutex_unlock(&s->lock);
+    json_decref(sj);
     return 0;
 
 unlock_fail:
@@ -1544,8 +1543,9 @@ static struct job *job_from_row(const struct store_row *row) {
         goto fail;
     }
     j->spec_json = strdup(row->spec);
-    j->spec_obj = jobd_spec_to_json(&j->spec);
-    j->spec_doc = spec_doc_text(j->spec_obj);
+    json_t *sj = jobd_spec_to_json(&j->spec);
+    j->spec_doc = spec_doc_text(sj);
+    json_decref(sj);
     j->doc = strdup(row->doc);
     if (row->idem_key)
         j->idem_key = strdup(row->idem_key);
@@ -1768,8 +1768,8 @@ int sched_submit_batch(struct sched *s, struct jobd_spec *specs, size_t n, int c
             rc = -ENOMEM;
             break;
         }
-        j->spec_obj = sj;
         j->spec_doc = spec_doc_text(sj);
+        json_decref(sj);
         if (!j->spec_doc) {
             job_free(j);
             rc = -ENOMEM;

@@ -172,6 +172,33 @@ def idnum(job_id):
 # HTTP
 
 
+
+def record_exchange(method, path, status, headers, data):
+    """Append one exchange to $JOBD_RECORD (JSON Lines, the format of
+    tests/contract/validate.mjs), so the contract test can check every real
+    answer the integration suite got against openapi/openapi.yaml."""
+    out = os.environ.get("JOBD_RECORD")
+    if not out:
+        return
+    ctype = headers.get("Content-Type")
+    body = None
+    if data:
+        if ctype and "json" in ctype:
+            try:
+                body = json.loads(data)
+            except ValueError:
+                body = data.decode("utf-8", "replace")
+        else:
+            body = None
+    hdrs = {}
+    for k in headers.keys():
+        hdrs[k] = ", ".join(headers.get_all(k))
+    line = json.dumps({"method": method, "path": path, "status": status, "content_type": ctype,
+                       "headers": hdrs, "body": body})
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out, "a") as f:
+        f.write(line + "\n")
+
 class Response(tuple):
     """(status, headers, data): data is the parsed JSON when the body is JSON, else bytes.
 
@@ -535,6 +562,7 @@ class Jobd:
             conn.request(method, path, body=body, headers=h)
             r = conn.getresponse()
             data = r.read()
+            record_exchange(method, path, r.status, r.headers, data)
             return Response(r.status, r.headers, data)
         finally:
             conn.close()
