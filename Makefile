@@ -1,11 +1,13 @@
 # jobd: a thin wrapper over CMake.
-#   make run    install missing Debian packages, build, start jobd on 127.0.0.1:8080
-#   make test   the same build, then every test (CTest), then the ASan+UBSan suite
-#               when SANITIZE=1 (CI sets it)
+#   make run        install missing Debian packages, build, start jobd on 127.0.0.1:8080
+#   make test       the same build, then every test (CTest)
+#   make test-asan  the suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-tsan  unit and thread-heavy tests under ThreadSanitizer
+#   make bench      the benchmarks (tests/bench/README.md)
 BUILD    ?= build
 JOBS     ?= $(shell nproc)
 DEB_PKGS := build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev \
-            libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 procps
+            libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 procps wrk
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build run test test-asan test-tsan bench format format-check clean
@@ -17,6 +19,7 @@ deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -41,10 +44,13 @@ test-asan: deps
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
+# ThreadSanitizer: the unit tests and the thread-heavy integration tests
+# (tasks on the thread pool, the shared-state stress test, batches).
 test-tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DJOBD_TSAN=ON
 	cmake --build build-tsan -j $(JOBS)
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L unit
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j $(JOBS) -R '^(unit\.|integration\.(tasks|batches|concurrency))'
 
 # Formatting: the repository's .clang-format, checked in CI.
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)

@@ -172,6 +172,7 @@ struct exec_proc {
     struct attempt *done;
     char *buf; /* READ_BUF bytes */
     unsigned int max_fd;
+    uint64_t ignored_sigs; /* signals jobd ignores (bit sig-1): reset in each child */
 };
 
 /* ---- child side ---------------------------------------------------------------------------- */
@@ -201,8 +202,9 @@ struct child_plan {
             uint64_t cur, max; /* the kernel's struct rlimit64 */
         } lim;
     } limits[3];
-    unsigned int max_fd; /* for closing by hand when close_range is missing */
-    int report_fd;       /* write end of the report pipe, or -1 when vfork shares memory */
+    unsigned int max_fd;     /* for closing by hand when close_range is missing */
+    int report_fd;           /* write end of the report pipe, or -1 when vfork shares memory */
+    const uint64_t *ignored; /* signals to reset before execve (bit sig-1), or NULL: all */
 };
 
 /* What went wrong in the child: a step, its errno, and a detail (the limit's index). */
@@ -239,11 +241,18 @@ static int child_close_range(unsigned int lo, unsigned int hi, unsigned int max_
 }
 
 /* Set every signal's disposition to SIG_DFL in the child. Return 0, or -1 with errno. */
-static int child_reset_signals(void) {
+/*
+ * Reset signal dispositions to SIG_DFL: all of them, or only those in
+ * `only` (bit sig-1). Before execve only ignored signals need it: execve
+ * itself resets every caught signal, but an ignored one stays ignored.
+ */
+static int child_reset_signals_in(const uint64_t *only) {
     /* A kernel struct sigaction of zeros is SIG_DFL, no flags, empty mask, on every layout. */
     unsigned long kact[8] = {0};
     for (int sig = 1; sig <= KERNEL_NSIG; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (only != NULL && !(*only & ((uint64_t)1 << (sig - 1))))
             continue;
         if (syscall(SYS_rt_sigaction, sig, kact, NULL, (size_t)(KERNEL_NSIG / 8)) < 0 &&
             errno != EINVAL)
@@ -278,7 +287,7 @@ static _Noreturn void child_run(const struct child_plan *p, volatile struct chil
     if (syscall(SYS_setpgid, 0, 0) < 0)
         child_fail(p, rep, STEP_SETPGID, errno, 0);
 
-    if (child_reset_signals() < 0)
+    if (child_reset_signals_in(p->ignored) < 0)
         child_fail(p, rep, STEP_SIGNALS, errno, 0);
 
     if (syscall(SYS_chdir, p->cwd) < 0)
@@ -446,7 +455,7 @@ static _Noreturn void task_child_run(const struct task_plan *tp) {
     const struct child_plan *p = &tp->base;
     if (setpgid(0, 0) < 0)
         task_child_fail(tp, STEP_SETPGID, errno, 0);
-    if (child_reset_signals() < 0)
+    if (child_reset_signals_in(NULL) < 0)
         task_child_fail(tp, STEP_SIGNALS, errno, 0);
     if (p->cwd != NULL && chdir(p->cwd) < 0)
         task_child_fail(tp, STEP_CHDIR, errno, 0);
@@ -1043,6 +1052,7 @@ static int spawn(struct exec_proc *ep, struct attempt *a, char *err, size_t errl
     plan.cwd = cwd;
     plan.max_fd = ep->max_fd;
     plan.report_fd = -1;
+    plan.ignored = &ep->ignored_sigs;
     plan_limits(&plan, spec);
 
     /* Pipes: parent ends non-blocking, child ends moved above 2. All close-on-exec. */
@@ -1148,6 +1158,8 @@ static void start_attempt(struct exec_proc *ep, const struct exec_run *run) {
     a->end = EXEC_EXITED;
     for (int s = 0; s < 2; s++) {
         a->w[s] = output_writer_open(ep->out_dir, a->id, (enum output_stream)s, run->output_cap);
+        if (a->w[s] != NULL && run->attempt == 1)
+            output_writer_set_fresh(a->w[s]);
         if (a->w[s] == NULL) {
             free_attempt(a);
             report_start_failure(ep, run, "cannot start: out of memory");
@@ -1564,6 +1576,16 @@ int exec_proc_create(const struct exec_config *cfg, const struct exec_callbacks 
     if ((rc = pthread_mutex_init(&ep->lock, NULL)) != 0) {
         rc = -rc;
         goto fail;
+    }
+    /*
+     * Which signals jobd ignores, so children reset just those (execve resets
+     * caught ones itself). SIGPIPE always: jobd ignores it, maybe not yet.
+     */
+    ep->ignored_sigs = (uint64_t)1 << (SIGPIPE - 1);
+    for (int sig = 1; sig <= KERNEL_NSIG; sig++) {
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+            ep->ignored_sigs |= (uint64_t)1 << (sig - 1);
     }
     struct rlimit rl;
     ep->max_fd = 65536;

@@ -42,6 +42,7 @@ struct exec_run {
     char id[JOBD_MAX_ID_BYTES];   /* job id, names the output files */
     const struct jobd_spec *spec; /* borrowed: must stay valid until `exited` is called */
     int64_t output_cap;           /* bytes per stream, <= 0 for none */
+    int attempt;                  /* 1 for the job's first attempt */
 };
 
 enum exec_end {

@@ -409,6 +409,8 @@ int exec_thread_start(struct exec_thread *ex, const struct exec_run *run) {
             free_run(r);
             return -ENOMEM;
         }
+        if (run->attempt == 1)
+            output_writer_set_fresh(r->w[i]);
     }
     pthread_mutex_lock(&ex->lock);
     if (ex->stop) {

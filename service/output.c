@@ -50,7 +50,12 @@ struct output_writer {
     int err;          /* first write error (negative errno), then bytes are dropped */
     bool truncated;
     bool finished;
+    bool fresh; /* no earlier attempt's file can exist */
 };
+
+void output_writer_set_fresh(struct output_writer *w) {
+    w->fresh = true;
+}
 
 static const char *const stream_ext[2] = {"stdout", "stderr"};
 
@@ -263,7 +268,7 @@ int output_writer_finish(struct output_writer *w) {
     w->finished = true;
     if (w->fd < 0) {
         /* Nothing written by this attempt: no file, not even a previous attempt's. */
-        if (w->err == 0 && w->total == 0 && unlink(w->path) < 0 && errno != ENOENT)
+        if (w->err == 0 && w->total == 0 && !w->fresh && unlink(w->path) < 0 && errno != ENOENT)
             w->err = -errno;
         return w->err;
     }

@@ -35,6 +35,12 @@ int output_path(const char *dir, const char *id, enum output_stream s, char *buf
 struct output_writer *output_writer_open(const char *dir, const char *id, enum output_stream s,
                                          int64_t cap);
 
+/*
+ * Say that no earlier attempt can have left a file (a job's first attempt),
+ * so finishing a writer that got no bytes need not remove one.
+ */
+void output_writer_set_fresh(struct output_writer *w);
+
 /* Append bytes. Return 0 or a negative errno (the writer then drops further bytes). */
 int output_writer_append(struct output_writer *w, const void *buf, size_t len);
 

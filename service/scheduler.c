@@ -39,6 +39,7 @@
 #define MAX_BACKOFF_S      3600.0 /* cap of the retry backoff (unless retry_delay is larger) */
 #define RETENTION_EVERY_MS 60000  /* how often ended jobs are swept */
 #define RETENTION_BATCH    1000   /* jobs removed per sweep step */
+#define DOC_CACHE          4096   /* documents of recently ended jobs kept in memory */
 
 /* A priority queue of ready jobs: highest priority first, then the oldest. */
 struct jheap {
@@ -173,6 +174,15 @@ struct sched {
     int running[POOL_COUNT]; /* handed to an executor */
     int pending;             /* store operations in flight */
     struct sched_watch *global_watches;
+
+    /*
+     * Documents of recently ended jobs (direct-mapped by number), so that a
+     * waiter woken by a job's end, and a GET soon after, need no store read.
+     */
+    struct {
+        int64_t num;
+        char *doc;
+    } cache[DOC_CACHE];
 
     bool stopping; /* no more dispatching */
     bool thread_stop;
@@ -728,6 +738,29 @@ static void job_release(struct job *j) {
         job_free(j);
 }
 
+static size_t cache_slot(int64_t num) {
+    return hash_num(num, DOC_CACHE);
+}
+
+/* Keep doc (stolen) as the document of ended job num. Caller holds the lock. */
+static void cache_put(struct sched *s, int64_t num, char *doc) {
+    size_t i = cache_slot(num);
+
+    free(s->cache[i].doc);
+    s->cache[i].num = num;
+    s->cache[i].doc = doc;
+}
+
+static void cache_drop(struct sched *s, int64_t num) {
+    size_t i = cache_slot(num);
+
+    if (s->cache[i].num == num && s->cache[i].doc) {
+        free(s->cache[i].doc);
+        s->cache[i].doc = NULL;
+        s->cache[i].num = 0;
+    }
+}
+
 static void publish(struct sched *s, struct change *ch) {
     struct job *j = ch->job;
 
@@ -745,6 +778,8 @@ static void publish(struct sched *s, struct change *ch) {
     if (jobd_state_is_final(j->pub_state)) {
         table_remove(s, j);
         batch_remove_member(s, j);
+        cache_put(s, j->num, j->doc);
+        j->doc = NULL;
     }
 }
 
@@ -802,8 +837,10 @@ static void change_done(void *arg, int status) {
         job_release(j);
         break;
     case CH_DELETE:
-        if (status == 0)
+        if (status == 0) {
+            cache_drop(s, ch->op.row.num);
             output_remove(s->out_dir, ch->id);
+        }
         break;
     }
     if (ch->done)
@@ -906,6 +943,7 @@ static bool start_job(struct sched *s, struct job *j, enum pool p) {
     run.num = j->num;
     memcpy(run.id, j->id, sizeof run.id);
     run.spec = &j->spec;
+    run.attempt = j->attempts;
     run.output_cap =
         j->spec.limits.output_bytes > 0 ? j->spec.limits.output_bytes : s->cfg->max_output;
     rc = p == POOL_THREAD ? exec_thread_start(s->threads, &run) : exec_proc_start(s->exec, &run);
@@ -1238,6 +1276,12 @@ int sched_get_doc(struct sched *s, int64_t num, char **doc, bool *final) {
         pthread_mutex_unlock(&s->lock);
         return *doc ? 0 : -ENOMEM;
     }
+    if (!j && s->cache[cache_slot(num)].num == num && s->cache[cache_slot(num)].doc) {
+        *doc = strdup(s->cache[cache_slot(num)].doc);
+        *final = true;
+        pthread_mutex_unlock(&s->lock);
+        return *doc ? 0 : -ENOMEM;
+    }
     pthread_mutex_unlock(&s->lock);
     if (j)
         return -ENOENT; /* submitted, not yet committed */
@@ -1320,6 +1364,7 @@ int sched_delete(struct sched *s, int64_t num, sched_done_fn done, void *arg) {
     ch->op.done = change_done;
     ch->op.arg = ch;
     pthread_mutex_lock(&s->lock);
+    cache_drop(s, num);
     s->pending++;
     store_enqueue(s->store, &ch->op);
     pthread_mutex_unlock(&s->lock);
@@ -1725,6 +1770,8 @@ void sched_destroy(struct sched *s) {
             batch_free(s, s->batches[i]);
     }
     free(s->batches);
+    for (size_t i = 0; i < DOC_CACHE; i++)
+        free(s->cache[i].doc);
     for (size_t i = 0; i < s->table_size; i++) {
         struct job *j = s->table[i];
         while (j) {

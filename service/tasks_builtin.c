@@ -109,7 +109,7 @@ static int sleep_check(const json_t *args, char *field, size_t field_len, char *
 
 static int sleep_run(const json_t *args, jobd_task *t) {
     char field[64] = "", msg[192] = "";
-    double seconds;
+    double seconds = 0;
 
     if (sleep_parse(args, &seconds, field, sizeof(field), msg, sizeof(msg)) < 0) {
         jobd_task_set_error(t, "args%s%s: %s", field[0] ? "." : "", field, msg);

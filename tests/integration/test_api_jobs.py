@@ -690,7 +690,10 @@ class JobsApiTest(JobdTestCase):
             j.request("POST", "/v1/jobs/%s/cancel" % job["id"])
         j.wait_job(job["id"], 10)
         # The same for a grandchild, looked at once it has exec'd.
-        job = j.submit({"shell": "sleep 1 & p=$!; sleep 0.3; ls /proc/$p/fd; wait"}, wait=15)
+        job = j.submit({"shell": "sleep 10 & p=$!; n=0; "
+                                 "until grep -q sleep /proc/$p/cmdline 2>/dev/null || [ $n -ge 200 ]; "
+                                 "do sleep 0.05; n=$((n+1)); done; ls /proc/$p/fd; kill $p; wait"},
+                       wait=25)
         self.assertEqual(job["state"], "succeeded", job)
         self.assertEqual(sorted(j.output(job["id"]).split()), [b"0", b"1", b"2"])
 
