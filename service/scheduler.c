@@ -878,6 +878,12 @@ static struct change *make_change(struct sched *s, struct job *j, enum change_ki
     ch->arg = arg;
     ch->op.kind = STORE_PUT;
     ch->op.retry = kind != CH_SUBMIT;
+    /*
+     * What an answer promises waits for the disk: a submission (201) and a
+     * change someone waits for (a cancel's 202). Executors' updates (running,
+     * ended) only need to survive a crash of jobd.
+     */
+    ch->op.durable = kind == CH_SUBMIT || done != NULL;
     /* A later change of the job in the same commit makes an update moot. */
     ch->op.supersedable = kind == CH_UPDATE;
     ch->op.prepare = change_prepare;
@@ -1359,6 +1365,7 @@ int sched_delete(struct sched *s, int64_t num, sched_done_fn done, void *arg) {
     ch->arg = arg;
     jobd_format_id(num, ch->id, sizeof ch->id);
     ch->op.kind = STORE_DELETE;
+    ch->op.durable = done != NULL;
     ch->op.row.num = num;
     ch->op.row.id = ch->id;
     ch->op.done = change_done;
@@ -1858,6 +1865,7 @@ int sched_submit_batch(struct sched *s, struct jobd_spec *specs, size_t n, int c
     bch->kind = CH_BATCH;
     bch->batch = b;
     bch->op.kind = STORE_PUT_BATCH;
+    bch->op.durable = true;
     bch->op.batch =
         (struct store_batch){b->num, b->id, b->name, b->concurrency, b->total, b->created_ms};
     bch->op.done = change_done;

@@ -12,7 +12,8 @@
  * Writing. store_enqueue appends a struct store_op to a FIFO. The writer
  * thread, the only user of the write connection and of its prepared
  * statements, takes every queued operation at once, applies them inside one
- * BEGIN IMMEDIATE ... COMMIT (synchronous=FULL: one disk sync per group), then
+ * BEGIN IMMEDIATE ... COMMIT (synchronous=FULL, one disk sync per group, when
+ * an operation is `durable`; synchronous=NORMAL, no sync, otherwise), then
  * calls each operation's done() in enqueue order, with no lock held, so a
  * done() may call store_enqueue again. When the transaction fails it is rolled
  * back: operations without `retry` fail with a negative errno, the others go
@@ -84,6 +85,10 @@ struct store {
     sqlite3_stmt *del;
     sqlite3_stmt *meta_max;
     sqlite3_stmt *put_batch;
+    sqlite3_stmt *sync_full, *sync_normal;
+    bool synced;       /* the connection is in synchronous=FULL now */
+    int64_t max_num;   /* highest job or batch number written or found at open */
+    int64_t max_seq;   /* highest change number likewise */
     int *status;       /* per-operation status of the current transaction */
     size_t status_cap; /* entries allocated in status */
     int64_t *last_put; /* open-addressing set of row numbers, to find superseded PUTs */
@@ -322,8 +327,11 @@ static int setup_schema(struct store *st, struct store_info *info, char *errbuf,
                   " pid_start INTEGER, spec TEXT NOT NULL, doc TEXT NOT NULL);"
                   "CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);"
                   "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, num);"
-                  "CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name, num);"
-                  "CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch, num);"
+                  /* Partial: most jobs have no name or batch, and cost these nothing. */
+                  "CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name, num)"
+                  " WHERE name IS NOT NULL;"
+                  "CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch, num)"
+                  " WHERE batch IS NOT NULL;"
                   "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_ms)"
                   " WHERE finished_ms > 0;"
                   "CREATE TABLE IF NOT EXISTS batches("
@@ -365,6 +373,8 @@ static int setup_schema(struct store *st, struct store_info *info, char *errbuf,
         ret = sqlite_errno(rc);
         goto out;
     }
+    st->max_num = in.last_num;
+    st->max_seq = in.last_seq;
     if (info != NULL) {
         *info = in;
     }
@@ -399,6 +409,13 @@ static int prepare_writer(struct store *st) {
     if (rc == SQLITE_OK) {
         rc = prepare_persistent(db, "DELETE FROM jobs WHERE num = ?1", &st->del);
     }
+    if (rc == SQLITE_OK) {
+        rc = prepare_persistent(db, "PRAGMA synchronous=FULL", &st->sync_full);
+    }
+    if (rc == SQLITE_OK) {
+        rc = prepare_persistent(db, "PRAGMA synchronous=NORMAL", &st->sync_normal);
+    }
+    st->synced = true;
     if (rc == SQLITE_OK) {
         rc = prepare_persistent(db,
                                 "INSERT OR REPLACE INTO batches(num, id, name, concurrency, total,"
@@ -486,6 +503,8 @@ static void store_free(struct store *st) {
     finalize(&st->del);
     finalize(&st->meta_max);
     finalize(&st->put_batch);
+    finalize(&st->sync_full);
+    finalize(&st->sync_normal);
     /* The last connection to close checkpoints the WAL and removes it. */
     close_conn(&st->wdb, st->path);
     if (st->qcond_init) {
@@ -678,13 +697,27 @@ static int write_batch(struct store *st, struct store_op *batch) {
     for (struct store_op *op = batch; op != NULL; op = op->next)
         n++;
     mark_superseded(st, batch, n);
+    /* Wait for the disk only when an answer promises it (see store_op.durable). */
+    bool durable = false;
+    for (struct store_op *op = batch; op != NULL && !durable; op = op->next)
+        durable = op->durable;
+    if (durable != st->synced) {
+        int prc = step_write(durable ? st->sync_full : st->sync_normal);
+        if (prc != SQLITE_DONE && prc != SQLITE_ROW) {
+            fprintf(stderr, "store: cannot set synchronous: %s\n", sqlite3_errmsg(st->wdb));
+            return sqlite_errno(prc);
+        }
+        st->synced = durable;
+    }
     int rc = step_write(st->begin);
     if (rc != SQLITE_DONE) {
         fprintf(stderr, "store: begin failed: %s\n", sqlite3_errmsg(st->wdb));
         return sqlite_errno(rc);
     }
     size_t i = 0;
+    bool has_delete = false;
     for (struct store_op *op = batch; op != NULL; op = op->next, i++) {
+        has_delete |= op->kind == STORE_DELETE;
         if (op->skipped) {
             st->status[i] = 0;
             continue;
@@ -712,9 +745,18 @@ static int write_batch(struct store *st, struct store_op *batch) {
             goto rollback;
         }
     }
-    rc = maxnum > 0 ? meta_max(st, "last_num", maxnum) : SQLITE_DONE;
-    if (rc == SQLITE_DONE && maxseq > 0) {
-        rc = meta_max(st, "last_seq", maxseq);
+    /*
+     * meta only has to remember numbers that no row remembers any more: the
+     * highest ones ever used are written when rows are deleted (store_open
+     * takes the maximum of meta and of the rows).
+     */
+    st->max_num = maxnum > st->max_num ? maxnum : st->max_num;
+    st->max_seq = maxseq > st->max_seq ? maxseq : st->max_seq;
+    rc = SQLITE_DONE;
+    if (has_delete) {
+        rc = meta_max(st, "last_num", st->max_num);
+        if (rc == SQLITE_DONE)
+            rc = meta_max(st, "last_seq", st->max_seq);
     }
     if (rc != SQLITE_DONE) {
         fprintf(stderr, "store: update of meta failed: %s\n", sqlite3_errmsg(st->wdb));

@@ -3,8 +3,8 @@
  *
  * One writer thread owns the write connection. Other threads hand it
  * operations (struct store_op) with store_enqueue; the writer takes every
- * operation waiting, applies them all in ONE transaction, commits (with
- * synchronous=FULL, so a commit is on disk), then calls each operation's
+ * operation waiting, applies them all in ONE transaction, commits (with a
+ * disk sync when an operation is `durable`), then calls each operation's
  * `done` callback in enqueue order. Concurrent submissions therefore share
  * one disk sync. Reads go through a small pool of read-only connections and
  * never wait for the writer (WAL readers see the last commit).
@@ -77,6 +77,14 @@ struct store_op {
     struct store_row row;
     struct store_batch batch; /* STORE_PUT_BATCH only */
     bool retry;
+    /*
+     * The commit that holds this operation waits for the disk (fsync):
+     * set it for what an answer promises is on disk (a 201). A transaction
+     * of only non-durable operations is committed without the sync: it
+     * survives a crash of jobd, and a power loss may take back its last
+     * few changes (recovery then treats the jobs as interrupted).
+     */
+    bool durable;
     /*
      * A PUT that a later PUT of the same row in the same transaction makes
      * moot may be skipped: it is neither prepared nor written, `skipped` is
