@@ -47,6 +47,10 @@ struct job_req {
     int64_t since;
     /* submissions waiting for an earlier one with the same Idempotency-Key */
     int retries;
+    /* output of an ended job kept in its row (loaded once) */
+    char *ended_out;
+    size_t ended_len;
+    bool ended_loaded;
 };
 
 static struct app *app_of(struct http_req *req) {
@@ -57,6 +61,7 @@ static void job_req_free(void *arg) {
     struct job_req *jr = arg;
 
     sched_unwatch(jr->s, &jr->watch);
+    free(jr->ended_out);
     free(jr);
 }
 
@@ -464,6 +469,41 @@ void api_jobs_delete(struct http_req *req) {
 
 /* ---- GET /v1/jobs/{id}/stdout, /stderr ---- */
 
+/*
+ * The output of an ended job: from its row when it was small, else from its
+ * file. Loads the row's copy once per request. Return 0, or -ENOENT when the
+ * job is gone.
+ */
+static int ended_output(struct job_req *jr, struct store *st) {
+    int rc;
+
+    if (jr->ended_loaded)
+        return 0;
+    rc = store_get_output(st, jr->num, jr->stream, &jr->ended_out, &jr->ended_len);
+    if (rc < 0)
+        return rc;
+    jr->ended_loaded = true;
+    return 0;
+}
+
+/* Copy what an ended job has at `off`: a count, 0 at the end, or a negative errno. */
+static ssize_t read_ended(struct job_req *jr, struct app *app, int64_t off, char *buf, size_t max) {
+    char id[JOBD_MAX_ID_BYTES];
+    int rc = ended_output(jr, app->store);
+
+    if (rc < 0)
+        return rc == -ENOENT ? 0 : rc;
+    if (jr->ended_out) {
+        if (off < 0 || (uint64_t)off >= jr->ended_len)
+            return 0;
+        size_t k = jr->ended_len - (size_t)off < max ? jr->ended_len - (size_t)off : max;
+        memcpy(buf, jr->ended_out + off, k);
+        return (ssize_t)k;
+    }
+    jobd_format_id(jr->num, id, sizeof id);
+    return output_read(app->out_dir, id, jr->stream, off, buf, max);
+}
+
 static ssize_t follow_read(struct http_req *req, void *arg, uint64_t pos, char *buf, size_t max) {
     struct job_req *jr = arg;
     struct app *app = app_of(req);
@@ -471,28 +511,29 @@ static ssize_t follow_read(struct http_req *req, void *arg, uint64_t pos, char *
     int64_t off = jr->offset + (int64_t)pos;
     int64_t readable;
     bool ended;
-    int armed;
+    ssize_t n;
 
-    jobd_format_id(jr->num, id, sizeof id);
-    armed = sched_watch_job(jr->s, &jr->watch, jr->num);
-    if (armed != 0 || sched_output_state(jr->s, jr->num, jr->stream, &readable, &ended) < 0) {
-        readable = output_size(app->out_dir, id, jr->stream);
-        ended = true;
-    }
-    if (off < readable) {
-        size_t want = (size_t)(readable - off) < max ? (size_t)(readable - off) : max;
-        ssize_t n;
-        sched_unwatch(jr->s, &jr->watch);
-        n = output_read(app->out_dir, id, jr->stream, off, buf, want);
-        if (n > 0)
+    if (sched_watch_job(jr->s, &jr->watch, jr->num) == 0 &&
+        sched_output_read(jr->s, jr->num, jr->stream, off, buf, max, &n, &readable, &ended) == 0) {
+        /* Active: held in memory (n >= 0), or in the file up to readable (n == -1). */
+        if (n > 0) {
+            sched_unwatch(jr->s, &jr->watch);
             return n;
-        return n == 0 ? HTTP_STREAM_END : -1;
+        }
+        if (n < 0 && off < readable) {
+            size_t want = (size_t)(readable - off) < max ? (size_t)(readable - off) : max;
+            sched_unwatch(jr->s, &jr->watch);
+            jobd_format_id(jr->num, id, sizeof id);
+            n = output_read(app->out_dir, id, jr->stream, off, buf, want);
+            return n > 0 ? n : n == 0 ? HTTP_STREAM_END : -1;
+        }
+        if (!ended && !http_shutting_down(req))
+            return 0; /* the watch wakes us when it grows or ends */
     }
-    if (ended || http_shutting_down(req)) {
-        sched_unwatch(jr->s, &jr->watch);
-        return HTTP_STREAM_END;
-    }
-    return 0;
+    /* Ended (or shutting down): what is there, then the end. */
+    sched_unwatch(jr->s, &jr->watch);
+    n = read_ended(jr, app, off, buf, max);
+    return n > 0 ? n : n == 0 ? HTTP_STREAM_END : -1;
 }
 
 static void output_handler(struct http_req *req, int stream) {
@@ -535,8 +576,32 @@ static void output_handler(struct http_req *req, int stream) {
         return;
     }
     jobd_format_id(jr->num, id, sizeof id);
-    if (sched_output_state(jr->s, jr->num, stream, &readable, &ended) < 0)
-        readable = output_size(app->out_dir, id, stream);
+    {
+        /* A small stream is answered from memory: the job's, or its row's. */
+        char *mem = malloc(OUTPUT_INLINE_MAX);
+        ssize_t n = -1;
+        if (!mem) {
+            internal(req, -ENOMEM);
+            return;
+        }
+        rc = sched_output_read(jr->s, jr->num, stream, jr->offset, mem, OUTPUT_INLINE_MAX, &n,
+                               &readable, &ended);
+        if (rc == -ENOENT) {
+            if (ended_output(jr, app->store) == 0 && jr->ended_out) {
+                n = 0;
+                if ((uint64_t)jr->offset < jr->ended_len) {
+                    n = (ssize_t)(jr->ended_len - (size_t)jr->offset);
+                    memcpy(mem, jr->ended_out + jr->offset, (size_t)n);
+                }
+            }
+            readable = output_size(app->out_dir, id, stream);
+        }
+        if (n >= 0) {
+            http_respond_buf(req, 200, "application/octet-stream", mem, (size_t)n);
+            return;
+        }
+        free(mem);
+    }
     fd = -1;
     if (jr->offset < readable && output_path(app->out_dir, id, stream, path, sizeof path) == 0)
         fd = open(path, O_RDONLY | O_CLOEXEC);

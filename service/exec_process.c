@@ -1422,8 +1422,10 @@ static void report_output(struct exec_proc *ep) {
         for (int s = 0; s < 2; s++) {
             int64_t r = output_writer_readable(a->w[s]);
             if (r != a->reported[s]) {
+                size_t len;
+                const void *d = output_writer_inline(a->w[s], &len);
                 a->reported[s] = r;
-                ep->cb.output(ep->ctx, a->num, s, r);
+                ep->cb.output(ep->ctx, a->num, s, r, d, len);
             }
         }
     }
@@ -1472,6 +1474,7 @@ static char *task_outcome(const struct attempt *a, struct exec_result *res) {
 
 static void finish_attempt(struct exec_proc *ep, struct attempt *a) {
     struct exec_result res;
+    char *inline_copy[2] = {NULL, NULL};
     memset(&res, 0, sizeof(res));
     res.end = a->end;
     res.exit_code = -1;
@@ -1490,10 +1493,20 @@ static void finish_attempt(struct exec_proc *ep, struct attempt *a) {
                      s == OUTPUT_STDOUT ? "stdout" : "stderr", strerror(-rc));
         res.out_total[s] = output_writer_total(a->w[s]);
         res.out_truncated[s] = output_writer_truncated(a->w[s]);
+        size_t len;
+        const void *d = output_writer_inline(a->w[s], &len);
         int64_t r = output_writer_readable(a->w[s]);
         if (r != a->reported[s]) {
             a->reported[s] = r;
-            ep->cb.output(ep->ctx, a->num, s, r);
+            ep->cb.output(ep->ctx, a->num, s, r, d, len);
+        }
+        /* The writer goes with the attempt, before `exited`: keep a copy. */
+        if (d != NULL && (inline_copy[s] = malloc(len)) != NULL) {
+            memcpy(inline_copy[s], d, len);
+            res.inline_out[s] = inline_copy[s];
+            res.inline_len[s] = len;
+        } else if (d != NULL && res.error[0] == '\0') {
+            snprintf(res.error, sizeof(res.error), "cannot keep the output: out of memory");
         }
     }
     res.started_ms = a->started_ms;
@@ -1512,6 +1525,8 @@ static void finish_attempt(struct exec_proc *ep, struct attempt *a) {
     free_attempt(a);
     ep->cb.exited(ep->ctx, num, &res);
     free(result_json);
+    free(inline_copy[0]);
+    free(inline_copy[1]);
 }
 
 static void *executor_main(void *arg) {

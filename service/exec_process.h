@@ -73,13 +73,21 @@ struct exec_result {
     int64_t started_ms, finished_ms; /* wall clock */
     int64_t out_total[2];            /* bytes written per stream (output_stream order) */
     bool out_truncated[2];
+    const void *inline_out[2]; /* a stream kept in memory (no file), or NULL; borrowed */
+    size_t inline_len[2];
 };
 
 struct exec_callbacks {
     /* The child exists: pid (== its process group) and its start time in clock ticks. */
     void (*started)(void *ctx, int64_t num, pid_t pid, int64_t pid_start, int64_t started_ms);
-    /* A stream grew: `readable` bytes of it can be read now. */
-    void (*output)(void *ctx, int64_t num, int stream, int64_t readable);
+    /*
+     * A stream grew: `readable` bytes of it can be read now. While the stream
+     * is small enough to be kept in memory (output.h), `data` holds all of
+     * it (`len` bytes, borrowed for the call, only ever growing); once it is
+     * in its file, data is NULL and readers read the file.
+     */
+    void (*output)(void *ctx, int64_t num, int stream, int64_t readable, const void *data,
+                   size_t len);
     /* The attempt is over and its process group is gone. */
     void (*exited)(void *ctx, int64_t num, const struct exec_result *res);
 };

@@ -102,22 +102,26 @@ static int task_write(jobd_task *t, int stream, const void *buf, size_t len) {
     struct trun *r = t->ctx;
     struct exec_thread *ex = r->ex;
     int s = stream == 2 ? OUTPUT_STDERR : OUTPUT_STDOUT;
-    int64_t readable = -1;
     int rc = (int)len;
 
     if (stream != 1 && stream != 2)
         return -EINVAL;
+    /*
+     * The callback runs under wlock: the inline bytes it is shown belong to
+     * the writer (lock order: wlock, then the scheduler's lock).
+     */
     pthread_mutex_lock(&r->wlock);
     if (r->w[s]) {
         int wrc = output_writer_append(r->w[s], buf, len);
-        if (wrc < 0)
+        if (wrc < 0) {
             rc = wrc;
-        else
-            readable = output_writer_readable(r->w[s]);
+        } else if (ex->cb.output) {
+            size_t ilen;
+            const void *d = output_writer_inline(r->w[s], &ilen);
+            ex->cb.output(ex->ctx, r->num, s, output_writer_readable(r->w[s]), d, ilen);
+        }
     }
     pthread_mutex_unlock(&r->wlock);
-    if (readable >= 0 && ex->cb.output)
-        ex->cb.output(ex->ctx, r->num, s, readable);
     return rc;
 }
 
@@ -143,6 +147,7 @@ static void report(struct trun *r, enum exec_end end, int rc, bool ran) {
     struct exec_thread *ex = r->ex;
     struct exec_result res;
     char *result = NULL;
+    char *inline_copy[2] = {NULL, NULL};
 
     memset(&res, 0, sizeof res);
     res.end = end;
@@ -157,6 +162,13 @@ static void report(struct trun *r, enum exec_end end, int rc, bool ran) {
             res.out_truncated[i] = true;
         res.out_total[i] = output_writer_total(r->w[i]);
         res.out_truncated[i] |= output_writer_truncated(r->w[i]);
+        size_t len;
+        const void *d = output_writer_inline(r->w[i], &len);
+        if (d != NULL && (inline_copy[i] = malloc(len)) != NULL) {
+            memcpy(inline_copy[i], d, len);
+            res.inline_out[i] = inline_copy[i];
+            res.inline_len[i] = len;
+        }
         output_writer_close(r->w[i]);
         r->w[i] = NULL;
     }
@@ -173,6 +185,8 @@ static void report(struct trun *r, enum exec_end end, int rc, bool ran) {
     }
     ex->cb.exited(ex->ctx, r->num, &res);
     free(result);
+    free(inline_copy[0]);
+    free(inline_copy[1]);
 }
 
 static void active_remove(struct trun *r) {

@@ -50,8 +50,24 @@ struct output_writer {
     int err;          /* first write error (negative errno), then bytes are dropped */
     bool truncated;
     bool finished;
-    bool fresh; /* no earlier attempt's file can exist */
+    bool fresh;     /* no earlier attempt's file can exist */
+    bool inline_ok; /* small streams may stay in memory (the cap allows it) */
+    char *mem;      /* the inline bytes, while no file exists */
+    size_t mem_len;
 };
+
+const void *output_writer_inline(const struct output_writer *w, size_t *len) {
+    if (w->fd >= 0 || w->mem_len == 0 || w->err < 0) {
+        *len = 0;
+        return NULL;
+    }
+    *len = w->mem_len;
+    return w->mem;
+}
+
+void output_writer_set_inline(struct output_writer *w, bool on) {
+    w->inline_ok = on && (w->cap <= 0 || w->cap >= OUTPUT_INLINE_MAX);
+}
 
 void output_writer_set_fresh(struct output_writer *w) {
     w->fresh = true;
@@ -79,6 +95,7 @@ struct output_writer *output_writer_open(const char *dir, const char *id, enum o
         w->head = cap / 2;
         w->tail = cap - w->head;
     }
+    w->inline_ok = cap <= 0 || cap >= OUTPUT_INLINE_MAX;
     return w;
 }
 
@@ -154,9 +171,37 @@ static int write_capped(struct output_writer *w, const char *p, size_t len, int6
     return 0;
 }
 
+static int append_file(struct output_writer *w, const void *buf, size_t len);
+
 int output_writer_append(struct output_writer *w, const void *buf, size_t len) {
     if (len == 0)
         return w->err;
+    if (w->fd < 0 && w->inline_ok && w->err == 0 && !w->finished &&
+        w->mem_len + len <= OUTPUT_INLINE_MAX) {
+        if (w->mem == NULL && (w->mem = malloc(OUTPUT_INLINE_MAX)) == NULL) {
+            w->inline_ok = false; /* no memory for it: go to the file */
+        } else {
+            memcpy(w->mem + w->mem_len, buf, len);
+            w->mem_len += len;
+            w->total += (int64_t)len;
+            w->readable = w->total;
+            return 0;
+        }
+    }
+    if (w->mem_len > 0) {
+        /* Spill: what was kept in memory goes to the file first. */
+        size_t m = w->mem_len;
+        w->mem_len = 0;
+        w->total -= (int64_t)m;
+        int rc = append_file(w, w->mem, m);
+        if (rc < 0)
+            return rc;
+    }
+    return append_file(w, buf, len);
+}
+
+/* Append to the file (creating it on the first byte). */
+static int append_file(struct output_writer *w, const void *buf, size_t len) {
     int64_t pos = w->total;
     w->total += (int64_t)len;
     if (w->cap > 0 && w->total > w->cap)
@@ -267,8 +312,11 @@ int output_writer_finish(struct output_writer *w) {
         return w->err;
     w->finished = true;
     if (w->fd < 0) {
-        /* Nothing written by this attempt: no file, not even a previous attempt's. */
-        if (w->err == 0 && w->total == 0 && !w->fresh && unlink(w->path) < 0 && errno != ENOENT)
+        /*
+         * Nothing in a file for this attempt (nothing written, or all of it
+         * inline): no file, not even a previous attempt's.
+         */
+        if (w->err == 0 && !w->fresh && unlink(w->path) < 0 && errno != ENOENT)
             w->err = -errno;
         return w->err;
     }
@@ -295,6 +343,7 @@ void output_writer_close(struct output_writer *w) {
         return;
     if (w->fd >= 0)
         close(w->fd);
+    free(w->mem);
     free(w);
 }
 

@@ -9,8 +9,15 @@
  * output_writer_finish puts the ring in order. Readers only read the first
  * `readable` bytes, which is always a prefix of the final file.
  *
- * A writer is used by one thread (the process executor). Readers are
- * independent and open the file by path.
+ * Small streams stay in memory: until a stream passes OUTPUT_INLINE_MAX
+ * bytes, no file is created at all and output_writer_inline gives the bytes
+ * (the scheduler keeps them, and the store puts them in the job's row). A
+ * stream that grows past it "spills": everything goes to the file, as above.
+ * Creating a file is the most expensive part of a short job, and most jobs
+ * print little.
+ *
+ * A writer is used by one thread (an executor). Readers are independent and
+ * open the file by path.
  */
 #ifndef JOBD_OUTPUT_H
 #define JOBD_OUTPUT_H
@@ -20,6 +27,8 @@
 #include <sys/types.h>
 
 enum output_stream { OUTPUT_STDOUT = 0, OUTPUT_STDERR = 1 };
+
+#define OUTPUT_INLINE_MAX (16 * 1024) /* bytes of a stream kept in memory instead of a file */
 
 struct output_writer;
 
@@ -41,10 +50,20 @@ struct output_writer *output_writer_open(const char *dir, const char *id, enum o
  */
 void output_writer_set_fresh(struct output_writer *w);
 
+/* Keep small streams in memory (the default) or always write the file. Before any append. */
+void output_writer_set_inline(struct output_writer *w, bool on);
+
 /* Append bytes. Return 0 or a negative errno (the writer then drops further bytes). */
 int output_writer_append(struct output_writer *w, const void *buf, size_t len);
 
-/* Bytes a reader may read now (a prefix of the final file). */
+/*
+ * The stream's bytes while it is small enough to be kept in memory (never
+ * written to a file), or NULL once it spilled to its file (or is empty).
+ * Borrowed: valid until the next append or close.
+ */
+const void *output_writer_inline(const struct output_writer *w, size_t *len);
+
+/* Bytes a reader may read now (a prefix of the final file, or of the inline bytes). */
 int64_t output_writer_readable(const struct output_writer *w);
 /* Bytes the job wrote in all, kept or not. */
 int64_t output_writer_total(const struct output_writer *w);

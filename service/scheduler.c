@@ -91,7 +91,10 @@ struct job {
     int64_t out_total[2];
     bool out_truncated[2];
     int64_t out_readable[2]; /* live, not persisted */
-    bool starting;           /* handed to the executor, not yet ended */
+    char *live[2];           /* a small stream's bytes, held in memory (output.h), or NULL */
+    size_t live_len[2];
+    bool live_file[2]; /* the stream of this attempt is in its file */
+    bool starting;     /* handed to the executor, not yet ended */
     bool cancel_requested;
     int64_t not_before;               /* mono ms: retry backoff; 0 when ready */
     char *result;                     /* a task's result as compact JSON text, or NULL */
@@ -132,6 +135,8 @@ struct snapshot {
     int64_t pid;
     int64_t out_total[2];
     bool out_truncated[2];
+    char *out[2]; /* small streams, kept in the row; owned */
+    size_t out_len[2];
 };
 
 /* One change on its way through the store. */
@@ -598,6 +603,8 @@ static char *spec_doc_text(const json_t *spec_obj) {
 static void snapshot_free(struct snapshot *sn) {
     if (!sn)
         return;
+    free(sn->out[0]);
+    free(sn->out[1]);
     free(sn->error);
     free(sn->result);
     free(sn);
@@ -619,6 +626,15 @@ static struct snapshot *snapshot_take(const struct job *j) {
     for (int i = 0; i < 2; i++) {
         sn->out_total[i] = j->out_total[i];
         sn->out_truncated[i] = j->out_truncated[i];
+        if (j->live[i] && j->live_len[i] > 0 && !j->live_file[i]) {
+            sn->out[i] = malloc(j->live_len[i]);
+            if (!sn->out[i]) {
+                snapshot_free(sn);
+                return NULL;
+            }
+            memcpy(sn->out[i], j->live[i], j->live_len[i]);
+            sn->out_len[i] = j->live_len[i];
+        }
     }
     if ((j->error && !(sn->error = strdup(j->error))) ||
         (j->result && !(sn->result = strdup(j->result)))) {
@@ -721,8 +737,11 @@ int64_t sched_published_seq(struct sched *s) {
 
 /* ---- changes ---- */
 
+static void live_reset(struct job *j);
+
 static void job_free(struct job *j) {
     free(j->result);
+    live_reset(j);
     free(j->spec_doc);
     jobd_spec_free(&j->spec);
     free(j->spec_json);
@@ -904,6 +923,8 @@ static struct change *make_change(struct sched *s, struct job *j, enum change_ki
         .pid_start = j->pid_start,
         .spec = j->spec_json,
         .doc = NULL, /* change_prepare renders it on the writer thread */
+        .out = {ch->snap->out[0], ch->snap->out[1]},
+        .out_len = {ch->snap->out_len[0], ch->snap->out_len[1]},
     };
     j->pending++;
     s->pending++;
@@ -994,6 +1015,37 @@ static void dispatch(struct sched *s) {
     }
 }
 
+/* Forget the held output of the last attempt (a new one starts). */
+static void live_reset(struct job *j) {
+    for (int i = 0; i < 2; i++) {
+        free(j->live[i]);
+        j->live[i] = NULL;
+        j->live_len[i] = 0;
+        j->live_file[i] = false;
+    }
+}
+
+/* Hold a small stream's bytes: data has len bytes, of which live_len are held already. */
+static void live_update(struct job *j, int i, const void *data, size_t len) {
+    if (!data) {
+        free(j->live[i]);
+        j->live[i] = NULL;
+        j->live_len[i] = 0;
+        j->live_file[i] = true; /* spilled: readers read the file */
+        return;
+    }
+    if (len <= j->live_len[i])
+        return;
+    char *n = realloc(j->live[i], len);
+    if (!n) {
+        log_error("scheduler: out of memory holding the output of job %s", j->id);
+        return;
+    }
+    memcpy(n + j->live_len[i], (const char *)data + j->live_len[i], len - j->live_len[i]);
+    j->live[i] = n;
+    j->live_len[i] = len;
+}
+
 static void on_started(void *ctx, int64_t num, pid_t pid, int64_t pid_start, int64_t started_ms) {
     struct sched *s = ctx;
     struct job *j;
@@ -1010,18 +1062,21 @@ static void on_started(void *ctx, int64_t num, pid_t pid, int64_t pid_start, int
         j->signal = 0;
         free(j->error);
         j->error = NULL;
+        live_reset(j);
         change_job(s, j, CH_UPDATE, NULL, NULL);
     }
     pthread_mutex_unlock(&s->lock);
 }
 
-static void on_output(void *ctx, int64_t num, int stream, int64_t readable) {
+static void on_output(void *ctx, int64_t num, int stream, int64_t readable, const void *data,
+                      size_t len) {
     struct sched *s = ctx;
     struct job *j;
 
     pthread_mutex_lock(&s->lock);
     j = find(s, num);
     if (j && stream >= 0 && stream < 2) {
+        live_update(j, stream, data, len);
         j->out_readable[stream] = readable;
         fire_all(s, &j->watches);
     }
@@ -1107,6 +1162,10 @@ static void on_exited(void *ctx, int64_t num, const struct exec_result *res) {
     for (int i = 0; i < 2; i++) {
         j->out_total[i] = res->out_total[i];
         j->out_truncated[i] = res->out_truncated[i];
+        if (res->inline_out[i])
+            live_update(j, i, res->inline_out[i], res->inline_len[i]);
+        else if (res->out_total[i] > 0)
+            live_update(j, i, NULL, 0);
     }
     free(j->error);
     j->error = NULL;
@@ -1376,6 +1435,35 @@ int sched_delete(struct sched *s, int64_t num, sched_done_fn done, void *arg) {
     store_enqueue(s->store, &ch->op);
     pthread_mutex_unlock(&s->lock);
     return 0;
+}
+
+int sched_output_read(struct sched *s, int64_t num, int stream, int64_t offset, char *buf,
+                      size_t max, ssize_t *n, int64_t *readable, bool *ended) {
+    struct job *j;
+    int rc = -ENOENT;
+
+    *n = -1;
+    pthread_mutex_lock(&s->lock);
+    j = find(s, num);
+    if (j && j->visible) {
+        /* Output shows once the attempt's start is published, never before. */
+        bool shown = j->pub_state != JOBD_QUEUED;
+        *readable = shown ? j->out_readable[stream] : 0;
+        *ended = jobd_state_is_final(j->pub_state);
+        if (!j->live_file[stream]) {
+            size_t have = shown ? j->live_len[stream] : 0;
+            *readable = (int64_t)have;
+            *n = 0;
+            if (offset >= 0 && (uint64_t)offset < have) {
+                size_t k = have - (size_t)offset < max ? have - (size_t)offset : max;
+                memcpy(buf, j->live[stream] + offset, k);
+                *n = (ssize_t)k;
+            }
+        }
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
 }
 
 int sched_output_state(struct sched *s, int64_t num, int stream, int64_t *readable, bool *ended) {

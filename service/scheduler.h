@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "jobd/job.h"
 #include "jobd/spec.h"
@@ -130,6 +131,16 @@ int64_t sched_published_seq(struct sched *s);
  * read the whole file).
  */
 int sched_output_state(struct sched *s, int64_t num, int stream, int64_t *readable, bool *ended);
+
+/*
+ * Read a stream of an active job. Return 0 with *readable and *ended; when
+ * the stream is small and held in memory, up to `max` bytes from `offset` are
+ * copied into buf and *n is their count (0 at the end of what exists now);
+ * otherwise *n is -1 and the caller reads the file, up to *readable. Return
+ * -ENOENT when the job is not active (it has ended: see store_get_output).
+ */
+int sched_output_read(struct sched *s, int64_t num, int stream, int64_t offset, char *buf,
+                      size_t max, ssize_t *n, int64_t *readable, bool *ended);
 
 /* Counters for /healthz and /metrics. */
 struct sched_stats {

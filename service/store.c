@@ -69,6 +69,7 @@ struct reader {
     sqlite3_stmt *load_active;
     sqlite3_stmt *load_expired;
     sqlite3_stmt *get_batch;
+    sqlite3_stmt *get_output;
     sqlite3_stmt *batch_counts;
     sqlite3_stmt *batch_jobs;
 };
@@ -324,7 +325,8 @@ static int setup_schema(struct store *st, struct store_info *info, char *errbuf,
                   " num INTEGER PRIMARY KEY, id TEXT NOT NULL, state TEXT NOT NULL,"
                   " seq INTEGER NOT NULL, priority INTEGER NOT NULL, name TEXT, batch TEXT,"
                   " idem_key TEXT UNIQUE, created_ms INTEGER, finished_ms INTEGER, pid INTEGER,"
-                  " pid_start INTEGER, spec TEXT NOT NULL, doc TEXT NOT NULL);"
+                  " pid_start INTEGER, spec TEXT NOT NULL, doc TEXT NOT NULL,"
+                  " out_stdout BLOB, out_stderr BLOB);"
                   "CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);"
                   "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, num);"
                   /* Partial: most jobs have no name or batch, and cost these nothing. */
@@ -391,6 +393,7 @@ static int prepare_writer(struct store *st) {
     static const char put_sql[] =
         "INSERT INTO jobs(" JOB_COLUMNS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
         "?12, ?13, ?14) ON CONFLICT(num) DO UPDATE SET id = excluded.id, state = excluded.state, "
+        "out_stdout = ?15, out_stderr = ?16, "
         "seq = excluded.seq, priority = excluded.priority, name = excluded.name, "
         "batch = excluded.batch, idem_key = excluded.idem_key, created_ms = excluded.created_ms, "
         "finished_ms = excluded.finished_ms, pid = excluded.pid, pid_start = excluded.pid_start, "
@@ -436,6 +439,10 @@ static int prepare_reader(struct reader *r) {
     if (rc == SQLITE_OK) {
         rc = prepare_persistent(r->db, "SELECT num, spec FROM jobs WHERE idem_key = ?1",
                                 &r->find_idem);
+    }
+    if (rc == SQLITE_OK) {
+        rc = prepare_persistent(r->db, "SELECT out_stdout, out_stderr FROM jobs WHERE num = ?1",
+                                &r->get_output);
     }
     if (rc == SQLITE_OK) {
         rc = prepare_persistent(r->db,
@@ -489,6 +496,7 @@ static void store_free(struct store *st) {
         finalize(&r->load_active);
         finalize(&r->load_expired);
         finalize(&r->get_batch);
+        finalize(&r->get_output);
         finalize(&r->batch_counts);
         finalize(&r->batch_jobs);
         close_conn(&r->db, st->path);
@@ -614,6 +622,11 @@ static int apply_op(struct store *st, const struct store_op *op, int64_t *maxnum
     }
     if (rc == SQLITE_OK) {
         rc = bind_text(s, 14, r->doc);
+    }
+    for (int k = 0; k < 2 && rc == SQLITE_OK; k++) {
+        rc = r->out[k] != NULL
+                 ? sqlite3_bind_blob(s, 15 + k, r->out[k], (int)r->out_len[k], SQLITE_STATIC)
+                 : sqlite3_bind_null(s, 15 + k);
     }
     if (rc != SQLITE_OK) {
         sqlite3_clear_bindings(s); /* cannot fail */
@@ -1514,6 +1527,47 @@ int store_batch_jobs(struct store *st, const char *batch_id,
     }
 out:
     read_done(r->batch_jobs);
+    reader_put(r);
+    return ret;
+}
+
+int store_get_output(struct store *st, int64_t num, int stream, char **data, size_t *len) {
+    int ret = 0;
+    struct reader *r = reader_get(st);
+    int rc = sqlite3_bind_int64(r->get_output, 1, num);
+
+    *data = NULL;
+    *len = 0;
+    if (rc != SQLITE_OK) {
+        ret = bind_failed(r->db, "get output", rc);
+        goto out;
+    }
+    rc = sqlite3_step(r->get_output);
+    if (rc == SQLITE_DONE) {
+        ret = -ENOENT;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        fprintf(stderr, "store: get output of job %lld failed: %s\n", (long long)num,
+                sqlite3_errmsg(r->db));
+        ret = sqlite_errno(rc);
+        goto out;
+    }
+    int col = stream == 1 ? 1 : 0;
+    if (sqlite3_column_type(r->get_output, col) != SQLITE_NULL) {
+        const void *b = sqlite3_column_blob(r->get_output, col);
+        int n = sqlite3_column_bytes(r->get_output, col);
+        *data = malloc(n > 0 ? (size_t)n : 1);
+        if (*data == NULL) {
+            ret = -ENOMEM;
+            goto out;
+        }
+        if (n > 0)
+            memcpy(*data, b, (size_t)n);
+        *len = (size_t)n;
+    }
+out:
+    read_done(r->get_output);
     reader_put(r);
     return ret;
 }

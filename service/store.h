@@ -44,6 +44,8 @@ struct store_row {
     int64_t pid_start;   /* start time of that process (clock ticks since boot), 0 if none */
     const char *spec;    /* canonical spec JSON */
     const char *doc;     /* job resource JSON */
+    const void *out[2];  /* stdout, stderr kept in the row (small ones), NULL when in files */
+    size_t out_len[2];
 };
 
 enum store_op_kind {
@@ -136,6 +138,13 @@ void store_enqueue_chain(struct store *st, struct store_op *first);
  */
 int store_get_batch(struct store *st, int64_t num, struct store_batch *b, char *id, char *name,
                     size_t name_len);
+/*
+ * A job's stream (0 stdout, 1 stderr) as kept in its row. Return 0 with
+ * *data a new buffer (free it), or *data NULL when the stream is in its file
+ * (or empty); -ENOENT when there is no such job; another negative errno.
+ */
+int store_get_output(struct store *st, int64_t num, int stream, char **data, size_t *len);
+
 /* Count the batch's jobs by state into counts[JOBD_STATE_COUNT]. Return 0 or -errno. */
 int store_batch_counts(struct store *st, const char *batch_id, int *counts);
 /* Call fn(arg, num, id) for each job of the batch, oldest first. Return 0 or fn's non-zero. */

@@ -48,6 +48,8 @@ struct record {
     bool readable_shrank;
     struct exec_result res; /* res.result_json points to result_json */
     char *result_json;      /* a copy of what `exited` was given */
+    char *inline_out[2];    /* copies of the streams kept in memory (no file) */
+    size_t inline_len[2];
 };
 
 struct harness {
@@ -77,7 +79,8 @@ static void cb_started(void *ctx, int64_t num, pid_t pid, int64_t pid_start, int
     pthread_mutex_unlock(&h->lock);
 }
 
-static void cb_output(void *ctx, int64_t num, int stream, int64_t readable) {
+static void cb_output(void *ctx, int64_t num, int stream, int64_t readable, const void *data,
+                      size_t len) {
     struct harness *h = ctx;
     pthread_mutex_lock(&h->lock);
     struct record *r = &h->rec[num];
@@ -101,6 +104,19 @@ static void cb_exited(void *ctx, int64_t num, const struct exec_result *res) {
     if (res->result_json != NULL && r->result_json == NULL)
         abort();
     r->res.result_json = r->result_json; /* the executor's copy is borrowed for the call only */
+    for (int i = 0; i < 2; i++) {
+        free(r->inline_out[i]);
+        r->inline_out[i] = NULL;
+        r->inline_len[i] = 0;
+        if (res->inline_out[i]) {
+            r->inline_out[i] = malloc(res->inline_len[i] + 1);
+            if (!r->inline_out[i])
+                abort();
+            memcpy(r->inline_out[i], res->inline_out[i], res->inline_len[i]);
+            r->inline_len[i] = res->inline_len[i];
+        }
+        r->res.inline_out[i] = r->inline_out[i];
+    }
     h->exited_count++;
     bool chain = h->chain_spec != NULL && h->chain_left > 0;
     int64_t next = 0;
@@ -254,8 +270,19 @@ static struct record *run(struct harness *h, int64_t num, const struct jobd_spec
 }
 
 /* The whole stdout (or stderr) of a job as a NUL-terminated string. */
+/* A stream's bytes: the copy `exited` was given when it stayed in memory, else its file. */
 static char *out_of(struct harness *h, int64_t num, enum output_stream s, size_t *len) {
     char id[JOBD_MAX_ID_BYTES];
+    struct record *r = &h->rec[num];
+    if (r->inline_out[s] != NULL) {
+        char *b = malloc(r->inline_len[s] + 1);
+        assert_non_null(b);
+        memcpy(b, r->inline_out[s], r->inline_len[s]);
+        b[r->inline_len[s]] = '\0';
+        if (len)
+            *len = r->inline_len[s];
+        return b;
+    }
     jobd_format_id(num, id, sizeof(id));
     int64_t size = output_size(h->dir, id, s);
     assert_true(size >= 0);

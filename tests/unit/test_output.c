@@ -24,6 +24,19 @@
 
 #include "output.h"
 
+/*
+ * Most tests here are about the file (head, tail, ring): they open writers
+ * that never keep a stream in memory. test_inline_* test the memory mode.
+ */
+static struct output_writer *open_file_writer(const char *dir, const char *id, enum output_stream s,
+                                              int64_t cap) {
+    struct output_writer *w = output_writer_open(dir, id, s, cap);
+    if (w)
+        output_writer_set_inline(w, false);
+    return w;
+}
+#define output_writer_open open_file_writer
+
 struct tdir {
     char path[PATH_MAX];
 };
@@ -402,6 +415,63 @@ static void test_no_fd_leak(void **state) {
     output_writer_close(w);
 }
 
+#undef output_writer_open
+
+/* A small stream stays in memory: no file, the bytes from output_writer_inline. */
+static void test_inline_small(void **state) {
+    const char *dir = ((struct tdir *)*state)->path;
+    char path[PATH_MAX];
+    struct output_writer *w = output_writer_open(dir, "j9", OUTPUT_STDOUT, 0);
+    size_t len = 1;
+    assert_non_null(w);
+    output_writer_set_fresh(w);
+    assert_null(output_writer_inline(w, &len));
+    assert_int_equal(len, 0);
+    assert_int_equal(output_writer_append(w, "hello ", 6), 0);
+    assert_int_equal(output_writer_append(w, "world", 5), 0);
+    const char *d = output_writer_inline(w, &len);
+    assert_non_null(d);
+    assert_int_equal(len, 11);
+    assert_memory_equal(d, "hello world", 11);
+    assert_int_equal(output_writer_readable(w), 11);
+    assert_int_equal(output_writer_finish(w), 0);
+    assert_non_null(output_writer_inline(w, &len));
+    assert_int_equal(output_writer_total(w), 11);
+    assert_false(output_writer_truncated(w));
+    assert_int_equal(output_path(dir, "j9", OUTPUT_STDOUT, path, sizeof path), 0);
+    assert_int_equal(access(path, F_OK), -1); /* no file was made */
+    output_writer_close(w);
+}
+
+/* Past OUTPUT_INLINE_MAX the stream spills: all of it, in order, in the file. */
+static void test_inline_spills(void **state) {
+    const char *dir = ((struct tdir *)*state)->path;
+    size_t n = OUTPUT_INLINE_MAX + 100, len;
+    char *src = malloc(n), *back = malloc(n);
+    assert_non_null(src);
+    assert_non_null(back);
+    for (size_t i = 0; i < n; i++)
+        src[i] = (char)('a' + i % 26);
+    struct output_writer *w = output_writer_open(dir, "j8", OUTPUT_STDERR, 0);
+    assert_int_equal(output_writer_append(w, src, 1000), 0);
+    assert_non_null(output_writer_inline(w, &len));
+    assert_int_equal(output_writer_append(w, src + 1000, n - 1000), 0);
+    assert_null(output_writer_inline(w, &len)); /* in the file now */
+    assert_int_equal(output_writer_finish(w), 0);
+    output_writer_close(w);
+    assert_int_equal(output_size(dir, "j8", OUTPUT_STDERR), (int64_t)n);
+    assert_int_equal(output_read(dir, "j8", OUTPUT_STDERR, 0, back, n), (ssize_t)n);
+    assert_memory_equal(src, back, n);
+    /* A later attempt that stays small removes the earlier attempt's file. */
+    w = output_writer_open(dir, "j8", OUTPUT_STDERR, 0);
+    assert_int_equal(output_writer_append(w, "x", 1), 0);
+    assert_int_equal(output_writer_finish(w), 0);
+    output_writer_close(w);
+    assert_int_equal(output_size(dir, "j8", OUTPUT_STDERR), 0);
+    free(src);
+    free(back);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_path),
@@ -415,6 +485,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_fd_leak, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inline_small, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inline_spills, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
