@@ -10,13 +10,17 @@ add_executable(spawn_baseline ${JOBD_BENCH_DIR}/spawn_baseline.c)
 add_executable(jobd_load ${JOBD_BENCH_DIR}/jobd_load.c)
 target_link_libraries(jobd_load PRIVATE PkgConfig::CURL PkgConfig::JANSSON)
 
+add_executable(batch_load ${JOBD_BENCH_DIR}/batch_load.c)
+target_link_libraries(batch_load PRIVATE PkgConfig::CURL PkgConfig::JANSSON)
+
 add_executable(bare_mhd ${JOBD_BENCH_DIR}/bare_mhd.c)
 target_link_libraries(bare_mhd PRIVATE PkgConfig::MHD PkgConfig::JANSSON Threads::Threads)
 
-set_target_properties(spawn_baseline jobd_load bare_mhd PROPERTIES
+set_target_properties(spawn_baseline jobd_load batch_load bare_mhd PROPERTIES
   RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
 
-# BENCH_QUICK=1: 300 jobs and 2 s of wrk per server, 5 to 10 s in all. Without wrk
+# BENCH_QUICK=1: 300 jobs and 2 s of wrk per server, plus 3 x 300 echo tasks
+# (batch, single POSTs, batch under the process executor), 10 to 20 s in all. Without wrk
 # run.sh measures the rest and exits 77, which CTest reports as skipped.
 add_test(NAME bench.smoke
   COMMAND ${CMAKE_COMMAND} -E env BENCH_QUICK=1 BENCH_NO_BUILD=1

@@ -1,9 +1,10 @@
 /*
  * jobd_load.c: a load generator for a running jobd. It submits N jobs
- * {"command":["/bin/true"]} with POST /v1/jobs?wait=S, keeping K requests in
- * flight through one libcurl multi handle driven by this one thread, and
- * checks that every answer is 201 with state "succeeded". Because each
- * request waits for its job's end, K in-flight requests keep up to K jobs
+ * (each {"command":["/bin/true"]}, or the body given with --spec, such as
+ * {"task":"echo","args":{"i":0}}) with POST /v1/jobs?wait=S, keeping K
+ * requests in flight through one libcurl multi handle driven by this one
+ * thread, and checks that every answer is 201 with state "succeeded".
+ * Because each request waits for its job's end, K in-flight requests keep up to K jobs
  * queued or running in jobd, and the rate measured is the rate of durable,
  * finished jobs.
  *
@@ -31,15 +32,16 @@
 /* Longest job id kept from an answer. */
 #define MAX_ID_BYTES 64
 
-static const char job_spec[] = "{\"command\":[\"/bin/true\"]}";
+static const char default_spec[] = "{\"command\":[\"/bin/true\"]}";
 
 struct opts {
-    const char *url; /* base URL, e.g. http://127.0.0.1:8080 */
-    long count;      /* jobs to submit */
-    long inflight;   /* requests in flight at once (K) */
-    long wait_s;     /* ?wait= of each submit */
-    long timeout_s;  /* whole-transfer timeout of each request */
-    char *token;     /* bearer token, or NULL */
+    const char *url;  /* base URL, e.g. http://127.0.0.1:8080 */
+    long count;       /* jobs to submit */
+    long inflight;    /* requests in flight at once (K) */
+    long wait_s;      /* ?wait= of each submit */
+    long timeout_s;   /* whole-transfer timeout of each request */
+    char *token;      /* bearer token, or NULL */
+    const char *spec; /* body of every submit: a JSON object */
 };
 
 /* One request slot; `body` collects the answer of the request in flight. */
@@ -141,9 +143,9 @@ static int setup_handle(struct req *r, const char *submit_url, const struct curl
     if (c == CURLE_OK)
         c = curl_easy_setopt(r->h, CURLOPT_HTTPHEADER, headers);
     if (c == CURLE_OK)
-        c = curl_easy_setopt(r->h, CURLOPT_POSTFIELDS, job_spec);
+        c = curl_easy_setopt(r->h, CURLOPT_POSTFIELDS, o->spec);
     if (c == CURLE_OK)
-        c = curl_easy_setopt(r->h, CURLOPT_POSTFIELDSIZE, (long)(sizeof job_spec - 1));
+        c = curl_easy_setopt(r->h, CURLOPT_POSTFIELDSIZE, (long)strlen(o->spec));
     if (c == CURLE_OK)
         c = curl_easy_setopt(r->h, CURLOPT_WRITEFUNCTION, on_body);
     if (c == CURLE_OK)
@@ -196,13 +198,16 @@ static char *read_token(const char *path) {
 static void usage(FILE *f) {
     fprintf(
         f, "usage: jobd_load --url URL [-n COUNT] [-c C] [-k INFLIGHT] [--wait S]\n"
-           "                 [--timeout S] [--token TOKEN | --token-file FILE]\n"
+           "                 [--timeout S] [--spec JSON] [--token TOKEN | --token-file FILE]\n"
            "  --url URL           jobd's base URL, e.g. http://127.0.0.1:8080\n"
            "  -n, --count N       jobs to submit (default 20000)\n"
            "  -c, --concurrency C jobd's --max-procs; sets the default of -k to 2 x C (default 2)\n"
            "  -k, --inflight K    requests in flight at once (default 2 x C)\n"
            "  --wait S            ?wait= of each submit, seconds (default 60)\n"
            "  --timeout S         transfer timeout of each request (default wait + 30)\n"
+           "  --spec JSON         body of every submit, a job spec object\n"
+           "                      (default {\"command\":[\"/bin/true\"]};\n"
+           "                      e.g. {\"task\":\"echo\",\"args\":{\"i\":0}})\n"
            "  --token TOKEN       bearer token (default: $JOBD_TOKEN if set)\n"
            "  --token-file FILE   read the bearer token from FILE\n");
 }
@@ -218,10 +223,11 @@ static int parse_long(const char *s, long min, long max, long *out) {
 }
 
 int main(int argc, char **argv) {
-    struct opts o = {.count = 20000, .inflight = 0, .wait_s = 60, .timeout_s = 0};
+    struct opts o = {
+        .count = 20000, .inflight = 0, .wait_s = 60, .timeout_s = 0, .spec = default_spec};
     long conc = 2;
     const char *token_file = NULL;
-    enum { OPT_URL = 256, OPT_WAIT, OPT_TIMEOUT, OPT_TOKEN, OPT_TOKEN_FILE };
+    enum { OPT_URL = 256, OPT_WAIT, OPT_TIMEOUT, OPT_TOKEN, OPT_TOKEN_FILE, OPT_SPEC };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, OPT_URL},
         {"count", required_argument, NULL, 'n'},
@@ -231,6 +237,7 @@ int main(int argc, char **argv) {
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"token", required_argument, NULL, OPT_TOKEN},
         {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+        {"spec", required_argument, NULL, OPT_SPEC},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int ch;
@@ -262,6 +269,9 @@ int main(int argc, char **argv) {
         case OPT_TOKEN_FILE:
             token_file = optarg;
             break;
+        case OPT_SPEC:
+            o.spec = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -277,6 +287,18 @@ int main(int argc, char **argv) {
     if (optind != argc || o.url == NULL) {
         usage(stderr);
         return 2;
+    }
+    {
+        /* Refuse a spec that is not a JSON object here rather than count N 400s. */
+        json_error_t jerr;
+        json_t *spec = json_loads(o.spec, 0, &jerr);
+        bool parsed = spec != NULL, is_object = json_is_object(spec);
+        json_decref(spec);
+        if (!is_object) {
+            fprintf(stderr, "jobd_load: --spec must be a JSON object%s%s\n", parsed ? "" : ": ",
+                    parsed ? "" : jerr.text);
+            return 2;
+        }
     }
     if (o.inflight == 0)
         o.inflight = 2 * conc;

@@ -193,8 +193,11 @@ static void harness_free(struct harness *h) {
     pthread_mutex_destroy(&h->lock);
     pthread_cond_destroy(&h->cond);
     rm_dir(h->dir);
-    for (int i = 0; i < MAX_NUM; i++)
+    for (int i = 0; i < MAX_NUM; i++) {
         free(h->rec[i].result_json);
+        free(h->rec[i].inline_out[0]);
+        free(h->rec[i].inline_out[1]);
+    }
     free(h);
 }
 
