@@ -15,11 +15,12 @@
 
 #define B(c)      (1u << (c))
 #define SPEC_CMDS (B(CMD_RUN) | B(CMD_SUBMIT))
+#define WAIT_CMDS (B(CMD_BATCH) | B(CMD_BATCH_STATUS))
 #define ALL_CMDS  (~0u)
 
 struct command {
     enum cli_cmd cmd;
-    const char *name;
+    const char *name; /* one word, or "batch WORD" for the subcommands of batch */
     const char *alias;
     const char *usage;   /* after "jobctl " */
     const char *summary; /* one line */
@@ -33,16 +34,19 @@ static const struct command commands[] = {
      "stdout and stderr as they are produced, and exits with the job's exit code:\n"
      "128+N when the job was killed by signal N, 124 when it timed out (like\n"
      "coreutils timeout), 127 when it could not start (the reason is shown).\n"
+     "Instead of COMMAND, --shell STRING runs a shell line, and --task NAME with\n"
+     "--args JSON runs one of jobd's in-process tasks (see `jobctl tasks`).\n"
      "When jobctl's stdin is not a terminal it becomes the job's stdin (or use\n"
-     "--stdin FILE). Ctrl-C (SIGINT) or SIGTERM cancels the job, and jobctl exits\n"
-     "once the job has ended (130 or 143); a second Ctrl-C leaves at once.\n"
+     "--stdin FILE; tasks read no stdin). Ctrl-C (SIGINT) or SIGTERM cancels the\n"
+     "job, and jobctl exits once the job has ended (130 or 143); a second Ctrl-C\n"
+     "leaves at once.\n"
      "With --json nothing is streamed: the final job is printed as JSON (its\n"
      "output stays readable with `jobctl logs`)."},
     {CMD_SUBMIT, "submit", NULL, "submit [options] [--] COMMAND [ARG...]",
      "Submit a job and print its id",
-     "Submits COMMAND (or --shell STRING) as a job and prints its id, without\n"
-     "waiting. With --idempotency-key, submitting again with the same key and the\n"
-     "same options gives the first job instead of a new one."},
+     "Submits COMMAND (or --shell STRING, or --task NAME --args JSON) as a job and\n"
+     "prints its id, without waiting. With --idempotency-key, submitting again with\n"
+     "the same key and the same options gives the first job instead of a new one."},
     {CMD_STATUS, "status", "get", "status [options] ID", "Show a job",
      "Shows the job's state, exit code, times and spec (`get` is the same)."},
     {CMD_WAIT, "wait", NULL, "wait [options] ID",
@@ -65,6 +69,34 @@ static const struct command commands[] = {
      "Lists jobs, newest first, as a table (ID NAME STATE EXIT EXECUTOR NODE AGE\n"
      "DURATION), fetching as many pages as needed. EXIT is the exit code, or the\n"
      "signal that killed the job. With --json, prints a JSON array of jobs."},
+    {CMD_TASKS, "tasks", NULL, "tasks [options]", "List the in-process tasks jobd can run",
+     "Lists the tasks a job may name with --task (jobd's builtins, such as echo,\n"
+     "sleep and http, and those of its --plugin libraries) as a table (NAME\n"
+     "DESCRIPTION). With --json, prints a JSON array of {name, description}."},
+    {CMD_BATCH, "batch", NULL, "batch [options] FILE|-", "Submit many jobs at once as a batch",
+     "Submits the job specs in FILE (- for stdin) as one batch: all of them are\n"
+     "accepted, or none. FILE holds a JSON array of specs, or JSON lines: one spec\n"
+     "per line, blank lines skipped. A spec is the body of POST /v1/jobs, such as\n"
+     "{\"command\": [\"gzip\", \"a.log\"]} or {\"task\": \"echo\", \"args\": {\"n\": 1}}.\n"
+     "Every spec is checked before anything is sent, and a bad one is shown with\n"
+     "its line (status 65). Prints the batch id (with --json, the batch).\n"
+     "With --wait, waits until every job has ended, keeping a progress line up to\n"
+     "date when stdout is a terminal, then prints a summary (with --json, the\n"
+     "batch) and exits 0 when every job succeeded, 1 when some failed, were\n"
+     "cancelled or timed out, 75 when --timeout passed first. Ctrl-C stops the\n"
+     "waiting, not the batch (`jobctl batch cancel ID` does).\n"
+     "`jobctl list --batch ID` lists the batch's jobs. A FILE named status or\n"
+     "cancel is given as ./status or ./cancel."},
+    {CMD_BATCH_STATUS, "batch status", NULL, "batch status [options] ID",
+     "Show a batch, or wait for its end",
+     "Shows the batch: its jobs by state and whether all have ended (--json: the\n"
+     "batch document). With --wait, waits as `jobctl batch --wait` does and exits\n"
+     "the same way."},
+    {CMD_BATCH_CANCEL, "batch cancel", NULL, "batch cancel [options] ID",
+     "Cancel the jobs of a batch that have not ended",
+     "Cancels every queued or running job of the batch, as `jobctl cancel` does\n"
+     "for one job; jobs that have ended stay as they are. Cancelling a batch whose\n"
+     "jobs have all ended is not an error."},
     {CMD_HEALTH, "health", NULL, "health [options]", "Check that jobd answers",
      "Asks jobd's /healthz (no token needed) and prints its status and version."},
     {CMD_HELP, "help", NULL, "help [COMMAND]", "Show the help of a command",
@@ -105,6 +137,14 @@ enum opt_id {
     O_LLABEL,
     O_ALL,
     O_PAGE_SIZE,
+    O_TASK,
+    O_ARGS,
+    O_EXECUTOR,
+    O_LBATCH,
+    O_WAIT,
+    O_BWAIT_TIMEOUT,
+    O_CONCURRENCY,
+    O_BNAME,
 };
 
 struct opt {
@@ -131,6 +171,11 @@ static const struct opt opts[] = {
     {O_HELP_MAN, "help-man", 0, NULL, B(CMD_NONE), "write the man page jobctl(1) in roff"},
 
     {O_SHELL, "shell", 0, "STRING", SPEC_CMDS, "run STRING with /bin/sh -c instead of COMMAND"},
+    {O_TASK, "task", 0, "NAME", SPEC_CMDS,
+     "run the in-process task NAME instead of COMMAND (see `jobctl tasks`)"},
+    {O_ARGS, "args", 0, "JSON", SPEC_CMDS, "the task's input, any JSON value (with --task)"},
+    {O_EXECUTOR, "executor", 0, "EXEC", SPEC_CMDS,
+     "process or thread; thread runs tasks only and is their default"},
     {O_ENV, "env", 'e', "K=V", SPEC_CMDS,
      "set an environment variable (repeatable); a bare K takes jobctl's value"},
     {O_CWD, "cwd", 0, "DIR", SPEC_CMDS, "working directory (an absolute path on the server)"},
@@ -165,22 +210,32 @@ static const struct opt opts[] = {
     {O_LLABEL, "label", 'l', "K=V", B(CMD_LIST), "only jobs with this label"},
     {O_PAGE_SIZE, "page-size", 0, "N", B(CMD_LIST),
      "jobs per request, 1..1000 (default: up to 1000)"},
+    {O_LBATCH, "batch", 0, "ID", B(CMD_LIST), "only the jobs of this batch"},
+    {O_CONCURRENCY, "concurrency", 'c', "N", B(CMD_BATCH),
+     "run at most N of the batch's jobs at a time, 1..100000 (default: all)"},
+    {O_BNAME, "name", 0, "NAME", B(CMD_BATCH), "a name for the batch, for people"},
+    {O_WAIT, "wait", 'w', NULL, WAIT_CMDS,
+     "wait until every job has ended (exit 0: all succeeded, 1: not all)"},
+    {O_BWAIT_TIMEOUT, "timeout", 0, "S", WAIT_CMDS,
+     "with --wait: stop waiting after S seconds (exit status 75)"},
 };
 
 #define N_OPTS     (sizeof opts / sizeof opts[0])
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static const char exit_text[] =
-    "   0  success (run, wait: the job succeeded)\n"
+    "   0  success (run, wait: the job succeeded; batch --wait: every job did)\n"
     "   1  the server refused: the job has already ended (cancel), is still\n"
-    "      active (rm), or the idempotency key was used for another spec\n"
+    "      active (rm), or the idempotency key was used for another spec;\n"
+    "      batch --wait: some jobs failed, were cancelled or timed out\n"
     "   2  usage: bad command line\n"
-    "  65  invalid job spec or parameter (the field is shown)\n"
-    "  66  no such job, or an input file cannot be read\n"
+    "  65  invalid job spec, batch file or parameter (the field or line is shown)\n"
+    "  66  no such job or batch, or an input file cannot be read\n"
     "  69  cannot connect to jobd, or it did not answer in time\n"
     "  70  server error, or an answer jobctl does not understand\n"
     "  71  local failure (out of memory)\n"
-    "  75  try again later: queue full or jobd shutting down; wait --timeout passed\n"
+    "  75  try again later: queue full or jobd shutting down; the --timeout of\n"
+    "      wait or batch --wait passed\n"
     "  77  unauthorized: missing or wrong token\n"
     "run and wait pass the job's exit code through: N when it exited with N,\n"
     "128+N when killed by signal N, 124 when it timed out, 127 when it could not\n"
@@ -594,6 +649,37 @@ static int apply(struct cli *c, const struct opt *o, const char *v, char *msg, s
             return usage_err(msg, n, "--page-size: '%s' is not an integer 1..1000", v);
         c->page_size = (long)i;
         break;
+    case O_TASK:
+        c->task = v;
+        break;
+    case O_ARGS:
+        c->args = v;
+        break;
+    case O_EXECUTOR:
+        /* remote needs worker nodes, which jobd does not have yet: not offered. */
+        if (strcmp(v, "process") != 0 && strcmp(v, "thread") != 0)
+            return usage_err(msg, n, "--executor: '%s' is not process or thread", v);
+        c->executor = v;
+        break;
+    case O_LBATCH:
+        c->list_batch = v;
+        break;
+    case O_WAIT:
+        c->wait = true;
+        break;
+    case O_BWAIT_TIMEOUT:
+        if (cli_parse_seconds(v, &d) < 0 || d < 0)
+            return usage_err(msg, n, "--timeout: '%s' is not a number of seconds >= 0", v);
+        c->wait_timeout = d;
+        break;
+    case O_CONCURRENCY:
+        if (parse_int(v, &i) < 0 || i < 1 || i > 100000)
+            return usage_err(msg, n, "--concurrency: '%s' is not an integer 1..100000", v);
+        c->concurrency = (long)i;
+        break;
+    case O_BNAME:
+        c->batch_name = v;
+        break;
     }
 #undef SECONDS
 #undef INTEGER
@@ -717,21 +803,52 @@ int cli_parse(int argc, char **argv, struct cli *out, char *msg, size_t n) {
         rc = usage_err(msg, n, "unknown command '%s' (try `jobctl --help`)", name);
         goto done;
     }
+    /* "batch status ID" and "batch cancel ID": the subcommand comes right after "batch". */
+    if (out->cmd == CMD_BATCH && i < argc &&
+        (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "cancel") == 0)) {
+        out->cmd = argv[i][0] == 's' ? CMD_BATCH_STATUS : CMD_BATCH_CANCEL;
+        name = cli_cmd_name(out->cmd);
+        i++;
+    }
     rc = parse_opts(out, out->cmd, argc, argv, &i, &pos, &npos, msg, n);
     if (rc || out->help)
         goto done;
     switch (out->cmd) {
     case CMD_RUN:
-    case CMD_SUBMIT:
+    case CMD_SUBMIT: {
+        int kinds;
         out->argv = argv + i;
         out->argc = argc - i;
-        if (out->argc == 0 && !out->shell)
-            rc = usage_err(msg, n, "%s: no command given (COMMAND [ARG...] or --shell STRING)",
+        kinds = (out->argc > 0) + (out->shell != NULL) + (out->task != NULL);
+        if (kinds == 0)
+            rc = usage_err(msg, n,
+                           "%s: no command given (COMMAND [ARG...], --shell STRING or --task NAME)",
                            name);
-        else if (out->argc > 0 && out->shell)
-            rc = usage_err(msg, n, "%s: give a COMMAND or --shell, not both", name);
+        else if (kinds > 1)
+            rc = usage_err(msg, n, "%s: give one of COMMAND, --shell STRING, --task NAME", name);
+        else if (out->args && !out->task)
+            rc = usage_err(msg, n, "%s: --args is the input of a task: give --task NAME", name);
         if (out->argc == 0)
             out->argv = NULL;
+        break;
+    }
+    case CMD_BATCH:
+        if (npos != 1)
+            rc = usage_err(msg, n, "%s: expected one FILE (- for stdin), got %zu arguments", name,
+                           npos);
+        else
+            out->file = pos[0];
+        if (!rc && out->wait_timeout >= 0 && !out->wait)
+            rc = usage_err(msg, n, "%s: --timeout is for --wait", name);
+        break;
+    case CMD_BATCH_STATUS:
+    case CMD_BATCH_CANCEL:
+        if (npos != 1)
+            rc = usage_err(msg, n, "%s: expected one batch ID, got %zu arguments", name, npos);
+        else
+            out->id = pos[0];
+        if (!rc && out->wait_timeout >= 0 && !out->wait)
+            rc = usage_err(msg, n, "%s: --timeout is for --wait", name);
         break;
     case CMD_STATUS:
     case CMD_WAIT:
@@ -745,17 +862,26 @@ int cli_parse(int argc, char **argv, struct cli *out, char *msg, size_t n) {
         break;
     case CMD_LIST:
     case CMD_HEALTH:
+    case CMD_TASKS:
         if (npos)
             rc = usage_err(msg, n, "%s: unexpected argument '%s'", name, pos[0]);
         break;
-    case CMD_HELP:
-        if (npos > 1)
+    case CMD_HELP: {
+        /* One word, or two for a subcommand ("help batch status"). */
+        char two[64];
+        const char *topic = npos ? pos[0] : NULL;
+        if (npos == 2) {
+            snprintf(two, sizeof two, "%s %s", pos[0], pos[1]);
+            topic = two;
+        }
+        if (npos > 2)
             rc = usage_err(msg, n, "help: expected at most one command name");
-        else if (npos == 1 && cli_cmd_lookup(pos[0]) == CMD_NONE)
-            rc = usage_err(msg, n, "help: unknown command '%s'", pos[0]);
+        else if (topic && cli_cmd_lookup(topic) == CMD_NONE)
+            rc = usage_err(msg, n, "help: unknown command '%s'", topic);
         else
-            out->topic = npos ? pos[0] : NULL;
+            out->topic = npos == 2 ? cli_cmd_name(cli_cmd_lookup(topic)) : topic;
         break;
+    }
     default:
         break;
     }
@@ -842,6 +968,24 @@ json_t *cli_spec(const struct cli *c, const char *stdin_data, size_t len, struct
         }
         if (json_object_set_new(o, "shell", v) != 0)
             goto nomem;
+    } else if (c->task) {
+        v = json_string(c->task);
+        if (!v) {
+            jobd_error_set(err, "task", "must be UTF-8 text");
+            goto fail;
+        }
+        if (json_object_set_new(o, "task", v) != 0)
+            goto nomem;
+        if (c->args) {
+            json_error_t jerr;
+            v = json_loads(c->args, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+            if (!v) {
+                jobd_error_set(err, "args", "not JSON: %s (column %d)", jerr.text, jerr.column);
+                goto fail;
+            }
+            if (json_object_set_new(o, "args", v) != 0)
+                goto nomem;
+        }
     } else {
         json_t *a = json_array();
         if (!a || json_object_set_new(o, "command", a) != 0)
@@ -887,6 +1031,7 @@ json_t *cli_spec(const struct cli *c, const char *stdin_data, size_t len, struct
                 goto nomem;                                                                        \
         }                                                                                          \
     } while (0)
+    STR("executor", c->executor);
     STR("cwd", c->cwd);
     STR("kill_signal", c->kill_signal);
     STR("name", c->name);
@@ -917,5 +1062,118 @@ nomem:
     jobd_error_set(err, NULL, "out of memory");
 fail:
     json_decref(o);
+    return NULL;
+}
+
+/* ---- batch files ---- */
+
+/*
+ * Check the spec (borrowed) at `index` of a batch, found on `line` (0 when
+ * unknown). Return 0, or -EINVAL with *err naming the spec and its field.
+ */
+static int check_batch_spec(const json_t *spec, size_t index, size_t line, struct jobd_error *err) {
+    struct jobd_error e;
+    struct jobd_spec s;
+    char field[sizeof err->field + 64], where[48]; /* jobd_error_set truncates field */
+
+    if (line)
+        snprintf(where, sizeof where, "line %zu", line);
+    else
+        snprintf(where, sizeof where, "jobs[%zu]", index);
+    if (!json_is_object(spec)) {
+        snprintf(field, sizeof field, "jobs[%zu]", index);
+        return jobd_error_set(err, field, "%s: a job spec must be a JSON object", where);
+    }
+    if (jobd_spec_parse(spec, &s, &e) < 0) {
+        if (e.field[0])
+            snprintf(field, sizeof field, "jobs[%zu].%s", index, e.field);
+        else
+            snprintf(field, sizeof field, "jobs[%zu]", index);
+        if (line)
+            return jobd_error_set(err, field, "%s: %s%s%s", where, e.field, e.field[0] ? ": " : "",
+                                  e.message);
+        return jobd_error_set(err, field, "%s: %s", field, e.message);
+    }
+    jobd_spec_free(&s);
+    return 0;
+}
+
+/* Whether the n bytes at p hold only blanks (a blank line of JSON lines). */
+static bool blank(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            return false;
+    return true;
+}
+
+json_t *cli_batch_specs(const char *text, size_t len, size_t **lines, struct jobd_error *err) {
+    json_t *arr = NULL, *spec;
+    json_error_t jerr;
+    size_t *at = NULL, n = 0, cap = 0, k = 0;
+
+    memset(err, 0, sizeof *err);
+    while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\n'))
+        k++;
+    if (k < len && text[k] == '[') {
+        /* The array form: one JSON document. */
+        arr = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!arr) {
+            jobd_error_set(err, NULL, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+            return NULL;
+        }
+        n = json_array_size(arr);
+        at = calloc(n ? n : 1, sizeof *at);
+        if (!at)
+            goto nomem;
+    } else {
+        /* JSON lines: one spec per line. */
+        size_t lineno = 0;
+        arr = json_array();
+        if (!arr)
+            goto nomem;
+        for (const char *p = text, *end = text + len; p < end;) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            lineno++;
+            if (!blank(p, ll)) {
+                spec = json_loadb(p, ll, JSON_REJECT_DUPLICATES, &jerr);
+                if (!spec) {
+                    jobd_error_set(err, NULL, "line %zu: not JSON: %s (column %d)", lineno,
+                                   jerr.text, jerr.column);
+                    goto fail;
+                }
+                if (n == cap) {
+                    size_t *na = realloc(at, (cap ? cap * 2 : 64) * sizeof *at);
+                    if (!na) {
+                        json_decref(spec);
+                        goto nomem;
+                    }
+                    at = na;
+                    cap = cap ? cap * 2 : 64;
+                }
+                if (json_array_append_new(arr, spec) != 0)
+                    goto nomem;
+                at[n++] = lineno;
+            }
+            p += ll + 1;
+        }
+    }
+    if (n == 0) {
+        jobd_error_set(err, "jobs", "no job specs found");
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (check_batch_spec(json_array_get(arr, i), i, at[i], err) < 0)
+            goto fail;
+    if (lines)
+        *lines = at;
+    else
+        free(at);
+    return arr;
+nomem:
+    jobd_error_set(err, NULL, "out of memory");
+fail:
+    free(at);
+    json_decref(arr);
     return NULL;
 }

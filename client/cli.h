@@ -23,6 +23,7 @@
  * rarely clash with the job exit codes that `run` and `wait` pass through.
  */
 #define EXIT_REFUSED     1   /* the server refused (409 conflict) */
+#define EXIT_SOMEFAILED  1   /* batch --wait: some jobs failed, were cancelled or timed out */
 #define EXIT_USAGE       2   /* bad command line */
 #define EXIT_DATAERR     65  /* invalid job spec or parameter (400) */
 #define EXIT_NOTFOUND    66  /* no such job (404), or an input file cannot be read */
@@ -47,6 +48,10 @@ enum cli_cmd {
     CMD_RM,
     CMD_LIST,
     CMD_HEALTH,
+    CMD_TASKS,
+    CMD_BATCH,
+    CMD_BATCH_STATUS, /* "batch status ID" */
+    CMD_BATCH_CANCEL, /* "batch cancel ID" */
     CMD_HELP,
     CMD_COUNT
 };
@@ -77,21 +82,29 @@ struct cli {
     size_t n_env;
     const char **labels; /* "K=V" */
     size_t n_labels;
+    const char *task, *args; /* --task NAME, --args JSON (text, parsed by cli_spec) */
+    const char *executor;    /* "process" or "thread"; NULL: the server's default */
     const char *cwd, *stdin_file, *kill_signal, *name, *idem_key;
     bool has_timeout, has_kill_grace, has_retries, has_retry_delay, has_priority;
     double timeout, kill_grace, retry_delay;
     int64_t retries, priority;
     bool has_limit[LIM_COUNT];
     int64_t limit[LIM_COUNT];
-    /* commands on one job */
+    /* commands on one job or batch */
     const char *id;
-    double wait_timeout; /* wait --timeout; < 0: none */
+    double wait_timeout; /* wait --timeout, batch --timeout; < 0: none */
     bool follow, err_stream;
     /* list */
     const char *state, *list_name, *label;
     long list_limit; /* jobs to show */
     bool all;
     long page_size; /* jobs per request; 0: chosen from list_limit */
+    const char *list_batch;
+    /* batch */
+    const char *file;       /* batch FILE; "-" for stdin */
+    const char *batch_name; /* batch --name */
+    long concurrency;       /* 0: the server's default (all at once) */
+    bool wait;              /* batch --wait, batch status --wait */
 };
 
 /*
@@ -104,10 +117,13 @@ int cli_parse(int argc, char **argv, struct cli *out, char *msg, size_t msglen);
 
 void cli_free(struct cli *c);
 
-/* The command's name ("run"), or NULL for CMD_NONE. */
+/* The command's name ("run", "batch status"), or NULL for CMD_NONE. */
 const char *cli_cmd_name(enum cli_cmd cmd);
 
-/* Look up a command name or alias ("get" is status). Return CMD_NONE if unknown. */
+/*
+ * Look up a command name or alias ("get" is status; "batch status" is one
+ * name). Return CMD_NONE if unknown.
+ */
 enum cli_cmd cli_cmd_lookup(const char *name);
 
 /* Write the help of a command (CMD_NONE: the overview with the exit codes). */
@@ -123,6 +139,19 @@ void cli_man(FILE *out);
  * field at fault ("timeout", "stdin": not UTF-8, ...).
  */
 json_t *cli_spec(const struct cli *c, const char *stdin_data, size_t len, struct jobd_error *err);
+
+/*
+ * Parse the job specs of `jobctl batch`: `text` (borrowed, `len` bytes) is
+ * either a JSON array of spec objects (its first non-blank byte is '[') or
+ * JSON lines, one spec object per line, blank lines skipped. Each spec is
+ * checked with jobd_spec_parse. Return a new reference to a non-empty JSON
+ * array of the specs. When `lines` is not NULL, *lines is set to a new array
+ * (freed with free()) of the 1-based line of each spec, all 0 for the array
+ * form. On failure return NULL with *err: the message names the line
+ * ("line 3: ...") where it is known, and the field is "jobs[N]..." for a
+ * bad spec, "" for bad JSON; *lines is untouched.
+ */
+json_t *cli_batch_specs(const char *text, size_t len, size_t **lines, struct jobd_error *err);
 
 /* Parse "90", "1.5", "90s", "5m", "2h", "1d" into seconds. Return 0 or -1. Negatives pass. */
 int cli_parse_seconds(const char *s, double *out);

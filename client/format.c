@@ -313,8 +313,27 @@ void fmt_job(FILE *out, const json_t *job, int64_t now_ms) {
     }
     line(out, "Shell:", str(job, "shell"));
     line(out, "Task:", str(job, "task"));
+    v = json_object_get(job, "args");
+    if (str(job, "task") && v && !json_is_null(v)) {
+        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+        if (text) {
+            /* At most 200 bytes, cut before a UTF-8 continuation byte. */
+            size_t cut = strlen(text);
+            if (cut > 200) {
+                cut = 200;
+                while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
+                    cut--;
+                snprintf(buf, sizeof buf, "%.*s...", (int)cut, text);
+            } else {
+                snprintf(buf, sizeof buf, "%s", text);
+            }
+            line(out, "Args:", buf);
+            free(text);
+        }
+    }
     line(out, "Executor:", str(job, "executor"));
     line(out, "Node:", str(job, "node"));
+    line(out, "Batch:", str(job, "batch"));
     line(out, "Cwd:", str(job, "cwd"));
     map_line(out, "Env:", json_object_get(job, "env"));
     map_line(out, "Labels:", json_object_get(job, "labels"));
@@ -359,6 +378,63 @@ void fmt_job(FILE *out, const json_t *job, int64_t now_ms) {
         }
         line(out, "Limits:", buf);
     }
+}
+
+/* ---- batches ---- */
+
+static json_int_t count(const json_t *batch, const char *state) {
+    return json_integer_value(json_object_get(json_object_get(batch, "counts"), state));
+}
+
+void fmt_batch_progress(const json_t *batch, char *buf, size_t len) {
+    static const char *const bad[] = {"failed", "cancelled", "timed_out"};
+    json_int_t ok = count(batch, "succeeded"), running = count(batch, "running"), done = ok;
+    const char *id = str(batch, "id");
+    size_t n;
+
+    for (size_t i = 0; i < 3; i++)
+        done += count(batch, bad[i]);
+    n = (size_t)snprintf(buf, len,
+                         "%s: %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
+                         " done (succeeded %" JSON_INTEGER_FORMAT,
+                         id ? id : "?", done, json_integer_value(json_object_get(batch, "total")),
+                         ok);
+    for (size_t i = 0; i < 3; i++)
+        if (count(batch, bad[i]) > 0 && n < len)
+            n += (size_t)snprintf(buf + n, len - n, ", %s %" JSON_INTEGER_FORMAT,
+                                  i == 2 ? "timed out" : bad[i], count(batch, bad[i]));
+    if (n < len)
+        n += (size_t)snprintf(buf + n, len - n, ")");
+    if (running > 0 && n < len)
+        snprintf(buf + n, len - n, ", %" JSON_INTEGER_FORMAT " running", running);
+}
+
+void fmt_batch(FILE *out, const json_t *batch, int64_t now_ms) {
+    static const char *const states[] = {"queued", "running",   "succeeded",
+                                         "failed", "cancelled", "timed_out"};
+    static const char *const keys[] = {
+        "Queued:", "Running:", "Succeeded:", "Failed:", "Cancelled:", "Timed out:"};
+    char tmp[96];
+
+    line(out, "ID:", str(batch, "id"));
+    line(out, "Name:", str(batch, "name"));
+    line(out, "Done:", json_is_true(json_object_get(batch, "done")) ? "yes" : "no");
+    snprintf(tmp, sizeof tmp,
+             "%" JSON_INTEGER_FORMAT ", at most %" JSON_INTEGER_FORMAT " running at a time",
+             json_integer_value(json_object_get(batch, "total")),
+             json_integer_value(json_object_get(batch, "concurrency")));
+    line(out, "Jobs:", tmp);
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+        snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, count(batch, states[i]));
+        line(out, keys[i], tmp);
+    }
+    time_line(out, "Created:", batch, "created_at", now_ms);
+}
+
+int batch_exit_status(const json_t *batch) {
+    if (!json_is_true(json_object_get(batch, "done")))
+        return -1;
+    return count(batch, "succeeded") == json_integer_value(json_object_get(batch, "total")) ? 0 : 1;
 }
 
 int job_exit_status(const json_t *job, int cancel_signal) {

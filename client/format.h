@@ -1,7 +1,8 @@
 /*
  * format.h: jobctl's human output: durations and ages, aligned tables, the
- * rows of `list`, the view of `status`, and the exit status that `run` and
- * `wait` derive from a job. Pure functions of their inputs (the current time
+ * rows of `list`, the views of `status` and `batch status`, the progress
+ * line of `batch --wait`, and the exit status that `run` and `wait` derive
+ * from a job (and `batch --wait` from a batch). Pure functions of their inputs (the current time
  * is a parameter), tested alone (tests/unit/test_jobctl_format.c).
  */
 #ifndef JOBCTL_FORMAT_H
@@ -49,6 +50,23 @@ void fmt_list_row(const json_t *job, int64_t now_ms, char cells[LIST_COLS][128])
 
 /* Write the human view of a job (borrowed): "Field:  value" lines. */
 void fmt_job(FILE *out, const json_t *job, int64_t now_ms);
+
+/*
+ * One line on a batch document (borrowed), as `batch --wait` shows its
+ * progress: "b12: 340/1000 done (succeeded 330, failed 10), 12 running".
+ * Failed, cancelled and timed out appear when not zero; running when jobs
+ * run. Truncated to len.
+ */
+void fmt_batch_progress(const json_t *batch, char *buf, size_t len);
+
+/* Write the human view of a batch (borrowed): "Field:  value" lines. */
+void fmt_batch(FILE *out, const json_t *batch, int64_t now_ms);
+
+/*
+ * The exit status of `batch --wait` for a batch (borrowed) that is done: 0
+ * when every job succeeded, 1 when some did not. A batch not done gives -1.
+ */
+int batch_exit_status(const json_t *batch);
 
 /*
  * The exit status of jobctl for a job that has ended (borrowed): its exit

@@ -12,6 +12,10 @@
  * and SIGTERM into a cancel of the job. The signal handler only counts and
  * writes a byte to a self-pipe that wakes the follow loop; the loop's tick
  * sends the cancel.
+ *
+ * `batch --wait` on a terminal long-polls the batch in short slices
+ * (PROGRESS_POLL_S) to redraw its progress line; elsewhere it makes one
+ * jobd_client_batch_wait and prints the summary once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,12 +23,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "format.h"
 #include "jobd/client.h"
 #include "jobd/util.h"
+
+#define PROGRESS_POLL_S 0.5 /* seconds between two redraws of the progress line of batch --wait */
 
 /* ---- errors ---- */
 
@@ -174,7 +181,8 @@ static int job_stdin(const struct cli *cli, char **data, size_t *len) {
             return EXIT_NOTFOUND;
         }
         own = true;
-    } else if (cli->stdin_file || (cli->cmd == CMD_RUN && !isatty(0) && fcntl(0, F_GETFD) >= 0)) {
+    } else if (cli->stdin_file ||
+               (cli->cmd == CMD_RUN && !cli->task && !isatty(0) && fcntl(0, F_GETFD) >= 0)) {
         fd = 0;
     } else {
         return 0;
@@ -516,7 +524,8 @@ static int cmd_list(struct jobd_client *c, const struct cli *cli) {
     struct jobd_list_query q = {.state = cli->state,
                                 .name = cli->list_name,
                                 .label = cli->label,
-                                .limit = (int)cli->page_size};
+                                .limit = (int)cli->page_size,
+                                .batch = cli->list_batch};
     struct list_state ls = {.json = cli->json, .now = jobd_now_ms()};
     struct jobd_client_error err;
     int rc;
@@ -558,6 +567,226 @@ static int cmd_health(struct jobd_client *c, const struct cli *cli) {
         printf("%s: jobd %s at %s\n", jobd_job_str(h, "status") ? jobd_job_str(h, "status") : "?",
                jobd_job_str(h, "version") ? jobd_job_str(h, "version") : "?", jobd_client_url(c));
     json_decref(h);
+    return 0;
+}
+
+static int cmd_tasks(struct jobd_client *c, const struct cli *cli) {
+    static const char *const headers[] = {"NAME", "DESCRIPTION"};
+    struct jobd_client_error err;
+    json_t *doc = NULL, *tasks, *t;
+    struct table *tb;
+    size_t i;
+    int rc = 0;
+
+    if (jobd_client_tasks(c, &doc, &err) < 0)
+        return report(&err);
+    tasks = json_object_get(doc, "tasks");
+    if (cli->json) {
+        print_json(tasks);
+        json_decref(doc);
+        return 0;
+    }
+    tb = table_new(2, headers);
+    if (!tb)
+        rc = EXIT_OSERR;
+    json_array_foreach(tasks, i, t) {
+        const char *desc = jobd_job_str(t, "description");
+        const char *row[2] = {jobd_job_str(t, "name"), desc && *desc ? desc : NULL};
+        if (rc == 0 && table_add(tb, row) < 0)
+            rc = EXIT_OSERR;
+    }
+    if (rc == 0)
+        table_print(tb, stdout);
+    else
+        fputs("jobctl: out of memory\n", stderr);
+    table_free(tb);
+    json_decref(doc);
+    return rc;
+}
+
+/*
+ * Tell, after a 400 on a spec of a batch ("jobs[3].timeout"), the line of
+ * FILE it came from (lines[i] of the i-th spec, 0 when unknown).
+ */
+static void note_spec_line(const struct jobd_client_error *e, const size_t *lines, size_t n,
+                           const char *file) {
+    unsigned long idx;
+
+    if (e->status != 400 || !lines || sscanf(e->field, "jobs[%lu]", &idx) != 1 || idx >= n ||
+        !lines[idx])
+        return;
+    fprintf(stderr, "jobctl: jobs[%lu] is the spec on line %zu of %s\n", idx, lines[idx], file);
+}
+
+/*
+ * The end of `batch --wait` and `batch status --wait`: wait for batch `id`
+ * to be done (redrawing a progress line when stdout is a terminal and not
+ * --json), print the summary or the batch, and return the exit status: 0
+ * every job succeeded, 1 some did not, 75 the --timeout passed first, or
+ * that of an error.
+ */
+static int batch_wait(struct jobd_client *c, const struct cli *cli, const char *id) {
+    bool live = !cli->json && isatty(1);
+    int64_t deadline =
+        cli->wait_timeout >= 0 ? jobd_mono_ms() + (int64_t)(cli->wait_timeout * 1000) : -1;
+    struct jobd_client_error err;
+    json_t *batch = NULL;
+    char progress[256];
+    int rc, status;
+
+    if (!live) {
+        rc = jobd_client_batch_wait(c, id, cli->wait_timeout, &batch, &err);
+    } else {
+        for (bool first = true;; first = false) {
+            int64_t start = jobd_mono_ms();
+            double w = first ? 0 : PROGRESS_POLL_S; /* the first line at once */
+            json_t *b = NULL;
+
+            if (deadline >= 0 && (double)(deadline - start) / 1000.0 < w)
+                w = deadline > start ? (double)(deadline - start) / 1000.0 : 0;
+            rc = jobd_client_batch_get(c, id, w, &b, &err);
+            if (rc < 0)
+                break;
+            json_decref(batch);
+            batch = b;
+            fmt_batch_progress(batch, progress, sizeof progress);
+            /* \033[K clears what is left of a longer earlier line. */
+            printf("\r%s\033[K", progress);
+            fflush(stdout);
+            if (json_is_true(json_object_get(batch, "done"))) {
+                rc = 0;
+                break;
+            }
+            if (deadline >= 0 && jobd_mono_ms() >= deadline) {
+                rc = 1;
+                break;
+            }
+            if (jobd_mono_ms() - start < 50) {
+                /* The server answered at once (shutting down?): do not spin. */
+                struct timespec ts = {0, 100 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+        }
+        if (batch)
+            putchar('\n');
+    }
+    if (rc < 0) {
+        json_decref(batch);
+        return report(&err);
+    }
+    status = rc == 1 ? EXIT_TEMPFAIL : batch_exit_status(batch);
+    if (cli->json) {
+        print_json(batch);
+    } else {
+        if (!live) {
+            fmt_batch_progress(batch, progress, sizeof progress);
+            printf("%s\n", progress);
+        }
+        if (rc == 1)
+            fprintf(stderr, "jobctl: batch %s is not done after %g s\n", id, cli->wait_timeout);
+        else if (status != 0)
+            fprintf(stderr,
+                    "jobctl: some jobs of batch %s did not succeed: see `jobctl list --batch %s "
+                    "--state failed,cancelled,timed_out`\n",
+                    id, id);
+    }
+    json_decref(batch);
+    return status;
+}
+
+static int cmd_batch(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_batch_options bo = {.concurrency = (int)cli->concurrency, .name = cli->batch_name};
+    const char *file = strcmp(cli->file, "-") == 0 ? "stdin" : cli->file;
+    struct jobd_client_error err;
+    struct jobd_error serr;
+    json_t *specs, *batch = NULL;
+    size_t *lines = NULL, len = 0;
+    char *text = NULL, id[JOBD_MAX_ID_BYTES];
+    int fd = 0, rc;
+
+    if (strcmp(cli->file, "-") != 0) {
+        fd = open(cli->file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            fprintf(stderr, "jobctl: %s: %s\n", cli->file, strerror(errno));
+            return EXIT_NOTFOUND;
+        }
+    }
+    rc = read_all(fd, &text, &len);
+    if (fd > 0)
+        close(fd);
+    if (rc < 0) {
+        fprintf(stderr, "jobctl: reading %s: %s\n", file, strerror(-rc));
+        return rc == -ENOMEM ? EXIT_OSERR : EXIT_NOTFOUND;
+    }
+    specs = cli_batch_specs(text, len, &lines, &serr);
+    free(text);
+    if (!specs) {
+        if (!serr.field[0] && strcmp(serr.message, "out of memory") == 0) {
+            fputs("jobctl: out of memory\n", stderr);
+            return EXIT_OSERR;
+        }
+        if (serr.field[0])
+            fprintf(stderr, "jobctl: invalid batch in %s: %s (field: %s)\n", file, serr.message,
+                    serr.field);
+        else
+            fprintf(stderr, "jobctl: invalid batch in %s: %s\n", file, serr.message);
+        return EXIT_DATAERR;
+    }
+    rc = jobd_client_batch_submit(c, specs, &bo, &batch, &err);
+    if (rc < 0) {
+        rc = report(&err);
+        note_spec_line(&err, lines, json_array_size(specs), file);
+        goto out;
+    }
+    snprintf(id, sizeof id, "%s", jobd_job_str(batch, "id"));
+    if (cli->wait)
+        rc = batch_wait(c, cli, id);
+    else if (cli->json)
+        print_json(batch);
+    else
+        printf("%s\n", id);
+out:
+    json_decref(batch);
+    json_decref(specs);
+    free(lines);
+    return rc;
+}
+
+static int cmd_batch_status(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+    json_t *batch = NULL;
+
+    if (cli->wait)
+        return batch_wait(c, cli, cli->id);
+    if (jobd_client_batch_get(c, cli->id, 0, &batch, &err) < 0)
+        return report(&err);
+    if (cli->json)
+        print_json(batch);
+    else
+        fmt_batch(stdout, batch, jobd_now_ms());
+    json_decref(batch);
+    return 0;
+}
+
+static int cmd_batch_cancel(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+    json_t *batch = NULL;
+
+    if (jobd_client_batch_cancel(c, cli->id, &batch, &err) < 0)
+        return report(&err);
+    if (cli->json) {
+        print_json(batch);
+    } else {
+        /* Queued jobs end at once; running ones once they have stopped. */
+        json_int_t running =
+            json_integer_value(json_object_get(json_object_get(batch, "counts"), "running"));
+        if (running > 0)
+            printf("%s: cancel requested (%" JSON_INTEGER_FORMAT " jobs still running)\n", cli->id,
+                   running);
+        else
+            printf("%s: cancel requested\n", cli->id);
+    }
+    json_decref(batch);
     return 0;
 }
 
@@ -628,6 +857,18 @@ int main(int argc, char **argv) {
         break;
     case CMD_HEALTH:
         rc = cmd_health(c, &cli);
+        break;
+    case CMD_TASKS:
+        rc = cmd_tasks(c, &cli);
+        break;
+    case CMD_BATCH:
+        rc = cmd_batch(c, &cli);
+        break;
+    case CMD_BATCH_STATUS:
+        rc = cmd_batch_status(c, &cli);
+        break;
+    case CMD_BATCH_CANCEL:
+        rc = cmd_batch_cancel(c, &cli);
         break;
     default:
         rc = EXIT_USAGE;

@@ -472,6 +472,31 @@ static int check_id(const char *id, struct jobd_client_error *err) {
     return 0;
 }
 
+/* "/v1/batches/ID" + suffix, with the id escaped: a new string, or NULL. */
+static char *batch_path(struct jobd_client *c, const char *id, const char *suffix) {
+    char *esc, *p = NULL;
+
+    esc = curl_easy_escape(c->easy, id, 0);
+    if (!esc)
+        return NULL;
+    if (asprintf(&p, "/v1/batches/%s%s", esc, suffix) < 0)
+        p = NULL;
+    curl_free(esc);
+    return p;
+}
+
+static int check_batch_id(const char *id, struct jobd_client_error *err) {
+    if (!id || !*id)
+        return fail(err, JOBD_CLIENT_ERR_USAGE, -EINVAL, "no batch id given");
+    return 0;
+}
+
+static int check_wait(double wait, struct jobd_client_error *err) {
+    if (!(wait >= 0 && wait <= 300))
+        return fail(err, JOBD_CLIENT_ERR_USAGE, -EINVAL, "wait must be 0..300 seconds");
+    return 0;
+}
+
 /* ---- calls ---- */
 
 int jobd_client_healthz(struct jobd_client *c, json_t **out, struct jobd_client_error *err) {
@@ -731,6 +756,7 @@ int jobd_client_list_page(struct jobd_client *c, const struct jobd_list_query *q
             query_add(c, &path, "name", q->name) < 0 ||
             query_add(c, &path, "label", q->label) < 0 ||
             query_add(c, &path, "cursor", q->cursor) < 0 ||
+            query_add(c, &path, "batch", q->batch) < 0 ||
             query_add(c, &path, "limit", q->limit ? limit : NULL) < 0) {
             free(path);
             return fail(err, JOBD_CLIENT_ERR_NOMEM, -ENOMEM, "out of memory");
@@ -834,6 +860,233 @@ int jobd_client_read_output(struct jobd_client *c, const char *id, enum jobd_str
     *data = r.body.p;
     *len = r.body.len;
     return 0;
+}
+
+/* ---- tasks ---- */
+
+int jobd_client_tasks(struct jobd_client *c, json_t **out, struct jobd_client_error *err) {
+    struct resp r;
+    json_t *v;
+    int rc;
+
+    err_clear(err);
+    rc = request(c, "GET", "/v1/tasks", NULL, 0, NULL, 0, &r, err);
+    if (rc < 0)
+        return rc;
+    v = answer_object(&r, "GET /v1/tasks", err);
+    if (!v)
+        return -EPROTO;
+    if (!json_is_array(json_object_get(v, "tasks"))) {
+        json_decref(v);
+        return fail(err, JOBD_CLIENT_ERR_PROTOCOL, -EPROTO,
+                    "GET /v1/tasks: the answer has no tasks array");
+    }
+    if (out)
+        *out = v;
+    else
+        json_decref(v);
+    return 0;
+}
+
+/* ---- batches ---- */
+
+/*
+ * Take the batch document of a 2xx answer to `what` (r->body is consumed):
+ * a new reference with an id, counts and done, or NULL with err filled.
+ */
+static json_t *answer_batch(struct resp *r, const char *what, struct jobd_client_error *err) {
+    json_t *v = answer_object(r, what, err);
+
+    if (v && (!json_is_string(json_object_get(v, "id")) ||
+              !json_is_object(json_object_get(v, "counts")) ||
+              !json_is_boolean(json_object_get(v, "done")))) {
+        json_decref(v);
+        fail(err, JOBD_CLIENT_ERR_PROTOCOL, -EPROTO, "%s: the answer is not a batch", what);
+        return NULL;
+    }
+    return v;
+}
+
+/* Hand a new batch document to the caller's *batch, or drop it. */
+static void give(json_t *v, json_t **out) {
+    if (out)
+        *out = v;
+    else
+        json_decref(v);
+}
+
+int jobd_client_batch_submit_json(struct jobd_client *c, const json_t *body, double wait,
+                                  json_t **batch, struct jobd_client_error *err) {
+    char path[64] = "/v1/batches";
+    struct resp r;
+    char *text;
+    json_t *v;
+    int rc;
+
+    err_clear(err);
+    if (!json_is_object(body))
+        return fail(err, JOBD_CLIENT_ERR_USAGE, -EINVAL, "the batch must be a JSON object");
+    if ((rc = check_wait(wait, err)) < 0)
+        return rc;
+    if (wait > 0)
+        snprintf(path, sizeof path, "/v1/batches?wait=%.3f", wait);
+    text = json_dumps(body, JSON_COMPACT);
+    if (!text)
+        return fail(err, JOBD_CLIENT_ERR_NOMEM, -ENOMEM, "out of memory");
+    rc = request(c, "POST", path, text, strlen(text), NULL, (long)(wait * 1000), &r, err);
+    free(text);
+    if (rc < 0)
+        return rc;
+    v = answer_batch(&r, "POST /v1/batches", err);
+    if (!v)
+        return -EPROTO;
+    give(v, batch);
+    return 0;
+}
+
+int jobd_client_batch_submit(struct jobd_client *c, const json_t *jobs,
+                             const struct jobd_batch_options *opts, json_t **batch,
+                             struct jobd_client_error *err) {
+    json_t *body;
+    int rc;
+
+    err_clear(err);
+    if (!json_is_array(jobs) || json_array_size(jobs) == 0)
+        return fail(err, JOBD_CLIENT_ERR_USAGE, -EINVAL,
+                    "the jobs of a batch must be a non-empty JSON array");
+    if (opts && opts->concurrency < 0)
+        return fail(err, JOBD_CLIENT_ERR_USAGE, -EINVAL, "concurrency must be >= 1");
+    body = json_object();
+    /* json_object_set takes a reference of its own: `jobs` stays the caller's, unchanged. */
+    if (!body || json_object_set(body, "jobs", (json_t *)jobs) != 0 ||
+        (opts && opts->concurrency > 0 &&
+         json_object_set_new(body, "concurrency", json_integer(opts->concurrency)) != 0)) {
+        json_decref(body);
+        return fail(err, JOBD_CLIENT_ERR_NOMEM, -ENOMEM, "out of memory");
+    }
+    if (opts && opts->name) {
+        json_t *name = json_string(opts->name);
+        if (!name) {
+            json_decref(body);
+            return fail(err, JOBD_CLIENT_ERR_USAGE, -EINVAL, "the batch name is not UTF-8");
+        }
+        if (json_object_set_new(body, "name", name) != 0) {
+            json_decref(body);
+            return fail(err, JOBD_CLIENT_ERR_NOMEM, -ENOMEM, "out of memory");
+        }
+    }
+    rc = jobd_client_batch_submit_json(c, body, opts ? opts->wait : 0, batch, err);
+    json_decref(body);
+    return rc;
+}
+
+/* GET /v1/batches/ID?wait=W (W 0: no wait); a new batch document in *batch. */
+static int get_batch(struct jobd_client *c, const char *id, double wait, json_t **batch,
+                     struct jobd_client_error *err) {
+    char suffix[48] = "";
+    struct resp r;
+    char *path;
+    json_t *v;
+    int rc;
+
+    if (wait > 0)
+        snprintf(suffix, sizeof suffix, "?wait=%.3f", wait);
+    path = batch_path(c, id, suffix);
+    if (!path)
+        return fail(err, JOBD_CLIENT_ERR_NOMEM, -ENOMEM, "out of memory");
+    rc = request(c, "GET", path, NULL, 0, NULL, (long)(wait * 1000), &r, err);
+    if (rc == 0) {
+        v = answer_batch(&r, path, err);
+        if (!v)
+            rc = -EPROTO;
+        else
+            *batch = v;
+    }
+    free(path);
+    return rc;
+}
+
+int jobd_client_batch_get(struct jobd_client *c, const char *id, double wait, json_t **batch,
+                          struct jobd_client_error *err) {
+    json_t *v = NULL;
+    int rc;
+
+    err_clear(err);
+    if ((rc = check_batch_id(id, err)) < 0 || (rc = check_wait(wait, err)) < 0)
+        return rc;
+    rc = get_batch(c, id, wait, &v, err);
+    if (rc < 0)
+        return rc;
+    give(v, batch);
+    return 0;
+}
+
+int jobd_client_batch_wait(struct jobd_client *c, const char *id, double timeout, json_t **batch,
+                           struct jobd_client_error *err) {
+    int64_t deadline = timeout >= 0 ? jobd_mono_ms() + (int64_t)(timeout * 1000) : -1;
+    json_t *last = NULL;
+    int rc;
+
+    err_clear(err);
+    if ((rc = check_batch_id(id, err)) < 0)
+        return rc;
+    for (;;) {
+        double w = POLL_MAX_S;
+        int64_t start = jobd_mono_ms();
+        json_t *v = NULL;
+
+        if (deadline >= 0) {
+            double left = (double)(deadline - start) / 1000.0;
+            w = left < 0 ? 0 : (left < w ? left : w);
+        }
+        rc = get_batch(c, id, w, &v, err);
+        if (rc < 0) {
+            json_decref(last);
+            return rc;
+        }
+        json_decref(last);
+        last = v;
+        if (json_is_true(json_object_get(last, "done"))) {
+            rc = 0;
+            break;
+        }
+        if (deadline >= 0 && jobd_mono_ms() >= deadline) {
+            rc = 1;
+            break;
+        }
+        if (jobd_mono_ms() - start < 50) {
+            /* The server answered at once without the end (it is shutting down?): do not spin. */
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    give(last, batch);
+    return rc;
+}
+
+int jobd_client_batch_cancel(struct jobd_client *c, const char *id, json_t **batch,
+                             struct jobd_client_error *err) {
+    struct resp r;
+    char *path;
+    json_t *v;
+    int rc;
+
+    err_clear(err);
+    if ((rc = check_batch_id(id, err)) < 0)
+        return rc;
+    path = batch_path(c, id, "/cancel");
+    if (!path)
+        return fail(err, JOBD_CLIENT_ERR_NOMEM, -ENOMEM, "out of memory");
+    rc = request(c, "POST", path, NULL, 0, NULL, 0, &r, err);
+    if (rc == 0) {
+        v = answer_batch(&r, path, err);
+        if (!v)
+            rc = -EPROTO;
+        else
+            give(v, batch);
+    }
+    free(path);
+    return rc;
 }
 
 /* ---- follow ---- */

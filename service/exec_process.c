@@ -1599,7 +1599,8 @@ int exec_proc_create(const struct exec_config *cfg, const struct exec_callbacks 
     ep->ignored_sigs = (uint64_t)1 << (SIGPIPE - 1);
     for (int sig = 1; sig <= KERNEL_NSIG; sig++) {
         struct sigaction old;
-        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+        /* glibc hides its own signals (32, 33) from sigaction: reset those always. */
+        if (sigaction(sig, NULL, &old) != 0 || old.sa_handler == SIG_IGN)
             ep->ignored_sigs |= (uint64_t)1 << (sig - 1);
     }
     struct rlimit rl;

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Integration tests of jobctl (and through it the client library) against
 the real jobd: run's exit-code passthrough, live streaming, stdin, Ctrl-C
-cancel, every subcommand in human and --json form, and every error path
-with its exit code.
+cancel, every subcommand in human and --json form (tasks and batches too,
+with batch --wait's progress line on a pseudo-terminal), and every error
+path with its exit code.
 
 jobctl is the binary named by JOBCTL_BIN (CTest sets it), else build*/jobctl.
 The server-error path (exit 70) is not covered: jobd has no way to be made to
 answer 500 on purpose.
 """
 
+import errno
 import glob
 import json
 import os
+import pty
 import re
 import select
 import signal
@@ -406,20 +409,28 @@ class CommandsTest(JobctlCase):
     def test_help_version_and_man(self):
         p = self.jobctl("--help")
         self.assertExit(p, 0)
-        for word in ("run", "submit", "status", "wait", "logs", "cancel", "rm", "list", "Exit status"):
+        for word in ("run", "submit", "status", "wait", "logs", "cancel", "rm", "list", "tasks",
+                     "batch", "batch status", "batch cancel", "Exit status"):
             self.assertIn(word, p.out)
-        for word in ("batch", "nodes", "drain", "tasks"):
+        # One line per command in the overview.
+        cmds = re.search(r"(?s)\nCommands:\n(.*?)\n\n", p.out).group(1).splitlines()
+        self.assertEqual([ln.split("  ")[1].strip() for ln in cmds],
+                         ["run", "submit", "status, get", "wait", "logs", "cancel", "rm", "list, ls", "tasks",
+                          "batch", "batch status", "batch cancel", "health", "help"])
+        for word in ("nodes", "drain", "node-selector"):
             self.assertNotIn(word, p.out)
-        for cmd in ("run", "submit", "status", "get", "wait", "logs", "cancel", "rm", "list", "health"):
-            a = self.jobctl("help", cmd)
-            b = self.jobctl(cmd, "--help")
+        for cmd in ("run", "submit", "status", "get", "wait", "logs", "cancel", "rm", "list", "health",
+                    "tasks", "batch", "batch status", "batch cancel"):
+            a = self.jobctl("help", *cmd.split())
+            b = self.jobctl(*cmd.split(), "--help")
             self.assertExit(a, 0)
             self.assertEqual(a.out, b.out)
-            self.assertIn("usage: jobctl ", a.out)
+            self.assertIn("usage: jobctl %s " % {"get": "status"}.get(cmd, cmd), a.out)
         p = self.jobctl("--version")
         self.assertRegex(p.out, r"^jobctl \d+\.\d+\.\d+\n$")
         p = self.jobctl("--help-man")
         self.assertTrue(p.out.startswith(".TH JOBCTL 1"))
+        self.assertIn('.SS "batch status"', p.out)
 
     def test_usage_errors_are_2(self):
         for args in (["frob"], ["run"], ["status"], ["list", "--limit", "x"], []):
@@ -431,7 +442,11 @@ class CommandsTest(JobctlCase):
 class ErrorsTest(JobctlCase):
     def test_cannot_connect_is_69(self):
         env = self.env(JOBD_URL="http://127.0.0.1:%d" % closed_port())
-        for args in (["list"], ["status", "j1"], ["run", "--", "true"], ["health"], ["logs", "-f", "j1"]):
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+            f.write('{"command": ["true"]}\n')
+        self.addCleanup(os.unlink, f.name)
+        for args in (["list"], ["status", "j1"], ["run", "--", "true"], ["health"], ["logs", "-f", "j1"],
+                     ["tasks"], ["batch", f.name], ["batch", "status", "b1"], ["batch", "cancel", "b1"]):
             p = self.jobctl(*args, env=env)
             self.assertExit(p, 69, args)
             self.assertIn("jobctl: cannot connect to", p.err)
@@ -457,8 +472,9 @@ class TokenTest(JobctlCase):
     token = "tok-jobctl-secret"
 
     def test_unauthorized_is_77(self):
-        for args in (["list"], ["status", "j1"], ["run", "--", "true"], ["submit", "--", "true"]):
-            p = self.jobctl("--token", "wrong", *args)
+        for args in (["list"], ["status", "j1"], ["run", "--", "true"], ["submit", "--", "true"],
+                     ["tasks"], ["batch", "-"], ["batch", "status", "b1"], ["batch", "cancel", "b1"]):
+            p = self.jobctl("--token", "wrong", *args, input=b'{"command": ["true"]}\n')
             self.assertExit(p, 77, args)
             self.assertIn("jobctl: unauthorized", p.err)
             self.assertNotIn(self.token, p.err)
@@ -471,6 +487,252 @@ class TokenTest(JobctlCase):
         self.assertEqual(p.out, "authorized\n")
         p = self.jobctl("--token", self.token, "list", env=self.env(JOBD_TOKEN=None))
         self.assertExit(p, 0)
+
+
+class TasksTest(JobctlCase):
+    def test_tasks_table_and_json(self):
+        p = self.jobctl("tasks")
+        self.assertExit(p, 0)
+        lines = p.out.splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "DESCRIPTION"])
+        self.assertEqual([ln.split()[0] for ln in lines[1:]], ["echo", "http", "sleep"])
+        # Aligned: every description starts where the header's does.
+        col = lines[0].index("DESCRIPTION")
+        for ln in lines[1:]:
+            self.assertEqual(ln[col - 2:col], "  ", p.out)
+            self.assertNotEqual(ln[col], " ", p.out)
+        self.assertIn("cancellable", p.out)
+        p = self.jobctl("tasks", "--json")
+        self.assertExit(p, 0)
+        tasks = json.loads(p.out)
+        self.assertEqual(tasks, self.j.request("GET", "/v1/tasks").json["tasks"])
+        self.assertEqual([t["name"] for t in tasks], ["echo", "http", "sleep"])
+
+    def test_run_task_prints_its_output_and_exits_0(self):
+        args = {"a": [1, "x\u00e9"], "b": None}
+        p = self.jobctl("run", "--task", "echo", "--args", json.dumps(args))
+        self.assertExit(p, 0)
+        self.assertEqual(json.loads(p.out), args)
+        self.assertEqual(p.out.count("\n"), 1)
+        job = self.latest_job()
+        self.assertEqual((job["task"], job["executor"], job["args"]), ("echo", "thread", args))
+        self.assertIsNone(job["stdin"], "a task reads no stdin: jobctl sends none")
+        p = self.jobctl("run", "--task", "echo", "--args", "[3]", "--executor", "process")
+        self.assertExit(p, 0)
+        self.assertEqual(p.out, "[3]\n")
+        self.assertEqual(self.latest_job()["executor"], "process")
+
+    def test_submit_task_then_status_and_json(self):
+        jid = self.submit_id("--task", "echo", "--args", '{"n": 5}', "--name", "t-echo")
+        self.assertExit(self.jobctl("wait", jid), 0)
+        p = self.jobctl("status", jid)
+        self.assertExit(p, 0)
+        self.assertRegex(p.out, r"(?m)^Task:\s+echo$")
+        self.assertRegex(p.out, r'(?m)^Args:\s+\{"n":5\}$')
+        self.assertRegex(p.out, r"(?m)^Executor:\s+thread$")
+        p = self.jobctl("submit", "--json", "--task", "sleep", "--args", '{"seconds": 0.1}')
+        self.assertExit(p, 0)
+        job = json.loads(p.out)
+        self.assertJobShape(job)
+        self.assertEqual((job["task"], job["args"]), ("sleep", {"seconds": 0.1}))
+        self.assertExit(self.jobctl("wait", job["id"]), 0)
+
+    def test_task_timeout_is_124(self):
+        p = self.jobctl("run", "--task", "sleep", "--args", '{"seconds": 30}', "--timeout", "0.5")
+        self.assertExit(p, 124)
+
+    def test_task_errors_are_65_with_the_field(self):
+        n = len(self.j.list(limit=1000)["jobs"])
+        for args, field in ((["--task", "no-such-task"], "task"),
+                            (["--task", "sleep", "--args", '{"seconds": "x"}'], "args.seconds"),
+                            (["--task", "echo", "--args", "{bad"], "args"),
+                            (["--executor", "thread", "--", "true"], "executor")):
+            for cmd in ("run", "submit"):
+                p = self.jobctl(cmd, *args)
+                self.assertExit(p, 65, args)
+                self.assertIn("field: %s)" % field, p.err)
+        self.assertEqual(len(self.j.list(limit=1000)["jobs"]), n, "nothing was accepted")
+        p = self.jobctl("run", "--executor", "remote", "--task", "echo")
+        self.assertExit(p, 2)
+
+
+BATCH_ID_RE = re.compile(r"^b[0-9a-z]+$")
+
+
+class BatchTest(JobctlCase):
+    def spec_file(self, text, suffix=".json"):
+        with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False) as f:
+            f.write(text)
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
+    def batch_doc(self, bid):
+        r = self.j.request("GET", "/v1/batches/%s" % bid)
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def test_batch_from_a_json_array_file(self):
+        specs = [{"command": ["true"]}, {"shell": "echo hi"}, {"task": "echo", "args": {"k": 1}}]
+        path = self.spec_file(json.dumps(specs, indent=2))
+        p = self.jobctl("batch", "--name", "arr", "-c", "2", path)
+        self.assertExit(p, 0)
+        bid = p.out.strip()
+        self.assertRegex(bid, BATCH_ID_RE)
+        self.assertEqual(p.out, bid + "\n")
+        doc = self.batch_doc(bid)
+        self.assertEqual((doc["name"], doc["concurrency"], doc["total"]), ("arr", 2, 3))
+        p = self.jobctl("batch", "status", "--wait", bid)
+        self.assertExit(p, 0)
+        self.assertEqual(p.out, "%s: 3/3 done (succeeded 3)\n" % bid)
+        p = self.jobctl("batch", "status", bid)
+        self.assertExit(p, 0)
+        self.assertRegex(p.out, r"(?m)^ID:\s+%s$" % bid)
+        self.assertRegex(p.out, r"(?m)^Name:\s+arr$")
+        self.assertRegex(p.out, r"(?m)^Done:\s+yes$")
+        self.assertRegex(p.out, r"(?m)^Succeeded:\s+3$")
+        p = self.jobctl("batch", "status", "--json", bid)
+        self.assertExit(p, 0)
+        self.assertEqual(json.loads(p.out), self.batch_doc(bid))
+        # Its jobs, in the order of the file (newest first in a listing).
+        p = self.jobctl("list", "--json", "--batch", bid)
+        self.assertExit(p, 0)
+        jobs = json.loads(p.out)[::-1]
+        self.assertEqual([j["id"] for j in jobs], doc["jobs"])
+        self.assertEqual([j["batch"] for j in jobs], [bid] * 3)
+        self.assertEqual(jobs[1]["shell"], "echo hi")
+        self.assertEqual(jobs[2]["task"], "echo")
+
+    def test_batch_from_json_lines_on_stdin(self):
+        text = b'{"command": ["true"]}\n\n   \r\n{"task": "echo", "args": [1]}\r\n{"shell": "exit 0"}'
+        p = self.jobctl("batch", "--json", "-", input=text)
+        self.assertExit(p, 0)
+        doc = json.loads(p.out)
+        self.assertRegex(doc["id"], BATCH_ID_RE)
+        self.assertEqual(doc["total"], 3)
+        self.assertIsNone(doc["name"])
+        self.assertEqual(doc["concurrency"], 3, "the server's default: all at once")
+        jobs = [self.j.wait_job(jid) for jid in doc["jobs"]]
+        self.assertEqual([j["command"] or j["task"] or j["shell"] for j in jobs], [["true"], "echo", "exit 0"])
+        self.assertEqual([j["state"] for j in jobs], ["succeeded"] * 3)
+
+    def test_wait_summary_and_exit_status(self):
+        ok = b'{"command": ["true"]}\n{"task": "echo"}\n'
+        p = self.jobctl("batch", "--wait", "-", input=ok)
+        self.assertExit(p, 0)
+        self.assertRegex(p.out, r"^b[0-9a-z]+: 2/2 done \(succeeded 2\)\n$")
+        self.assertNotIn("\r", p.out, "no progress line when stdout is not a terminal")
+        self.assertEqual(p.err, "")
+        bad = ok + b'{"shell": "exit 3"}\n{"command": ["sleep", "10"], "timeout": 0.2}\n'
+        p = self.jobctl("batch", "--wait", "-", input=bad)
+        self.assertExit(p, 1)
+        bid = p.out.split(":")[0]
+        self.assertEqual(p.out, "%s: 4/4 done (succeeded 2, failed 1, timed out 1)\n" % bid)
+        self.assertIn("did not succeed", p.err)
+        self.assertIn("jobctl list --batch %s" % bid, p.err)
+        p = self.jobctl("batch", "--wait", "--json", "-", input=bad)
+        self.assertExit(p, 1)
+        doc = json.loads(p.out)
+        self.assertTrue(doc["done"])
+        self.assertEqual((doc["counts"]["succeeded"], doc["counts"]["failed"], doc["counts"]["timed_out"]), (2, 1, 1))
+
+    def test_wait_timeout_is_75(self):
+        start = time.monotonic()
+        p = self.jobctl("batch", "--wait", "--timeout", "1", "-", input=b'{"command": ["sleep", "30"]}\n')
+        self.assertExit(p, 75)
+        self.assertLess(time.monotonic() - start, 15)
+        bid = p.out.split(":")[0]
+        self.assertIn("batch %s is not done after 1 s" % bid, p.err)
+        self.assertExit(self.jobctl("batch", "cancel", bid), 0)
+
+    def test_batch_cancel(self):
+        p = self.jobctl("batch", "-c", "1", "-", input=b'{"command": ["sleep", "30"]}\n' * 3)
+        self.assertExit(p, 0)
+        bid = p.out.strip()
+        p = self.jobctl("batch", "cancel", bid)
+        self.assertExit(p, 0)
+        self.assertRegex(p.out, r"^%s: cancel requested( \(1 jobs still running\))?\n$" % bid)
+        p = self.jobctl("batch", "status", "--wait", bid)
+        self.assertExit(p, 1)
+        self.assertEqual(p.out, "%s: 3/3 done (succeeded 0, cancelled 3)\n" % bid)
+        # Cancelling a done batch is fine; --json gives the batch.
+        p = self.jobctl("batch", "cancel", "--json", bid)
+        self.assertExit(p, 0)
+        doc = json.loads(p.out)
+        self.assertEqual((doc["id"], doc["done"], doc["counts"]["cancelled"]), (bid, True, 3))
+        for args in (["batch", "cancel", "bzzzz"], ["batch", "status", "bzzzz"], ["batch", "status", "--wait", "j1"]):
+            p = self.jobctl(*args)
+            self.assertExit(p, 66, args)
+            self.assertIn("jobctl: not found", p.err)
+
+    def test_live_progress_line_on_a_terminal(self):
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        p = subprocess.Popen([self.bin, "batch", "--wait", "-c", "1", "-"], stdin=subprocess.PIPE,
+                             stdout=slave, stderr=subprocess.PIPE, env=self.env())
+        os.close(slave)
+        self.addCleanup(self._reap, p)
+        p.stdin.write(b'{"shell": "sleep 0.4"}\n' * 4)
+        p.stdin.close()
+        out = b""
+        end = time.monotonic() + RUN_TIMEOUT
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 1)
+            if not ready:
+                if p.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError as e:  # EIO: the terminal's last writer has gone
+                if e.errno != errno.EIO:
+                    raise
+                break
+            if not chunk:
+                break
+            out += chunk
+        self.assertEqual(p.wait(10), 0, out)
+        text = out.decode()
+        bid = text.strip("\r\n").split(":")[0]
+        redraws = [s for s in re.split(r"\r\n?|\n", text) if s]
+        self.assertGreaterEqual(len(redraws), 3, text)  # at least the first, one in between, the last
+        self.assertIn("%s: 0/4 done" % bid.strip(), redraws[0])
+        self.assertTrue(any(re.search(r"[123]/4 done .*, 1 running", s) for s in redraws), text)
+        self.assertIn("%s: 4/4 done (succeeded 4)" % bid.strip(), redraws[-1])
+        self.assertTrue(text.endswith("\n"), repr(text))
+
+    def test_bad_files_are_65_naming_the_line(self):
+        n = len(self.j.list(limit=1000)["jobs"])
+        cases = [
+            (b'{"command": ["true"]}\n{"command": ["true"],\n', "line 2: not JSON", None),
+            (b'[{"command": ["true"]},\n {"command": ]', "line 2, column", None),
+            (b'{"shell": "a"}\n\n{"shell": "b", "timeout": -1}\n', "line 3: timeout:", "jobs[1].timeout"),
+            (b'{"shell": "a"}\n["not", "an", "object"]\n', "line 2: a job spec must be a JSON object", "jobs[1]"),
+            (b"\n\n", "no job specs found", "jobs"),
+        ]
+        for text, msg, field in cases:
+            path = self.spec_file(text.decode())
+            for args, inp, name in ((["batch", path], b"", path), (["batch", "-"], text, "stdin")):
+                p = self.jobctl(*args, input=inp)
+                self.assertExit(p, 65, text)
+                self.assertIn("jobctl: invalid batch in %s: " % name, p.err)
+                self.assertIn(msg, p.err)
+                if field:
+                    self.assertIn("(field: %s)" % field, p.err)
+        # The server's check: an unknown task, named with its field and its line.
+        p = self.jobctl("batch", "-", input=b'{"command": ["true"]}\n\n{"task": "no-such-task"}\n')
+        self.assertExit(p, 65)
+        self.assertIn("field: jobs[1].task", p.err)
+        self.assertIn("line 3 of stdin", p.err)
+        p = self.jobctl("batch", "/no/such/file.jsonl")
+        self.assertExit(p, 66)
+        self.assertIn("jobctl: /no/such/file.jsonl: No such file or directory", p.err)
+        self.assertEqual(len(self.j.list(limit=1000)["jobs"]), n, "nothing was accepted")
+
+    def test_usage_errors(self):
+        for args in (["batch"], ["batch", "-c", "0", "-"], ["batch", "--timeout", "3", "-"],
+                     ["batch", "status"], ["batch", "cancel", "--wait", "b1"]):
+            p = self.jobctl(*args)
+            self.assertExit(p, 2, args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 /*
  * test_jobctl_cli.c: jobctl's command line (client/cli.c): commands and
  * aliases, options before and after the command, values, errors with
- * EXIT_USAGE, the job spec built from options, and the help texts.
+ * EXIT_USAGE, the job spec built from options (commands and tasks), the
+ * batch commands and their files (JSON array or JSON lines), and the help
+ * texts.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,7 +111,26 @@ static const struct {
     {{NULL}, "no command given"},
     {{"frobnicate", NULL}, "unknown command 'frobnicate'"},
     {{"run", NULL}, "run: no command given"},
-    {{"run", "--shell", "x", "ls", NULL}, "run: give a COMMAND or --shell"},
+    {{"run", "--shell", "x", "ls", NULL}, "run: give one of COMMAND, --shell STRING, --task"},
+    {{"run", "--task", "echo", "ls", NULL}, "run: give one of COMMAND"},
+    {{"submit", "--task", "echo", "--shell", "x", NULL}, "submit: give one of COMMAND"},
+    {{"submit", "--args", "{}", "true", NULL}, "submit: --args is the input of a task"},
+    {{"run", "--executor", "remote", "--task", "echo", NULL}, "--executor: 'remote' is not"},
+    {{"submit", "--node-selector", "a=b", "true", NULL}, "submit: unknown option --node-selector"},
+    {{"run", "--task", NULL}, "run: option --task needs a value"},
+    {{"tasks", "echo", NULL}, "tasks: unexpected argument 'echo'"},
+    {{"tasks", "--wait", NULL}, "tasks: unknown option --wait"},
+    {{"batch", NULL}, "batch: expected one FILE (- for stdin), got 0"},
+    {{"batch", "a.json", "b.json", NULL}, "batch: expected one FILE (- for stdin), got 2"},
+    {{"batch", "-c", "0", "f", NULL}, "--concurrency: '0' is not an integer 1..100000"},
+    {{"batch", "--concurrency", "100001", "f", NULL}, "--concurrency: '100001' is not"},
+    {{"batch", "--timeout", "5", "f", NULL}, "batch: --timeout is for --wait"},
+    {{"batch", "--shell", "x", "f", NULL}, "batch: unknown option --shell"},
+    {{"batch", "status", NULL}, "batch status: expected one batch ID, got 0"},
+    {{"batch", "status", "--timeout", "x", "b1", NULL}, "--timeout: 'x' is not a number"},
+    {{"batch", "cancel", "--wait", "b1", NULL}, "batch cancel: unknown option --wait"},
+    {{"batch", "cancel", "b1", "b2", NULL}, "batch cancel: expected one batch ID, got 2"},
+    {{"help", "batch", "frob", NULL}, "help: unknown command 'batch frob'"},
     {{"status", NULL}, "status: expected one job ID"},
     {{"status", "j1", "j2", NULL}, "status: expected one job ID"},
     {{"list", "--bogus", NULL}, "list: unknown option --bogus"},
@@ -145,6 +166,191 @@ static void test_usage_errors(void **state) {
                 fail_msg("case %zu: rc %d, message '%s', expected '%s'", i, rc, msg, bad[i].msg);
         }
         cli_free(&c);
+    }
+}
+
+static void test_task_options_make_a_task_spec(void **state) {
+    struct cli c;
+    char msg[256];
+    struct jobd_error err;
+    json_t *spec;
+    (void)state;
+    assert_int_equal(parse(&c, msg, "run", "--task", "echo", "--args", "{\"a\": [1, null]}",
+                           "--executor", "process", "--timeout", "9", NULL),
+                     0);
+    assert_int_equal(c.cmd, CMD_RUN);
+    assert_string_equal(c.task, "echo");
+    assert_string_equal(c.executor, "process");
+    assert_int_equal(c.argc, 0);
+    assert_null(c.argv);
+    spec = cli_spec(&c, NULL, 0, &err);
+    assert_non_null(spec);
+    assert_string_equal(json_string_value(json_object_get(spec, "task")), "echo");
+    assert_string_equal(json_string_value(json_object_get(spec, "executor")), "process");
+    json_t *args = json_object_get(spec, "args");
+    assert_true(json_is_null(json_array_get(json_object_get(args, "a"), 1)));
+    assert_null(json_object_get(spec, "command"));
+    json_decref(spec);
+    cli_free(&c);
+    /* Any JSON value is an input; no --args sends none. */
+    assert_int_equal(parse(&c, msg, "submit", "--task", "sleep", "--args", "3", NULL), 0);
+    spec = cli_spec(&c, NULL, 0, &err);
+    assert_int_equal(json_integer_value(json_object_get(spec, "args")), 3);
+    json_decref(spec);
+    cli_free(&c);
+    assert_int_equal(parse(&c, msg, "submit", "--task", "sleep", NULL), 0);
+    spec = cli_spec(&c, NULL, 0, &err);
+    assert_null(json_object_get(spec, "args"));
+    json_decref(spec);
+    cli_free(&c);
+}
+
+/* Spec errors of tasks: args that are not JSON, a bad name, thread for a command. */
+static void test_task_spec_errors_name_the_field(void **state) {
+    static const struct {
+        const char *args[8];
+        const char *field, *msg;
+    } cases[] = {
+        {{"run", "--task", "echo", "--args", "{bad", NULL}, "args", "not JSON"},
+        {{"run", "--task", "echo", "--args", "{\"a\":1,\"a\":2}", NULL}, "args", "not JSON"},
+        {{"run", "--task", "bad name!", NULL}, "task", NULL},
+        {{"run", "--executor", "thread", "--", "true", NULL}, "executor", "thread runs tasks"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[10] = {"jobctl"};
+        int argc = 1;
+        struct cli c;
+        char msg[256];
+        struct jobd_error err;
+        for (int k = 0; cases[i].args[k]; k++)
+            argv[argc++] = (char *)cases[i].args[k];
+        assert_int_equal(cli_parse(argc, argv, &c, msg, sizeof msg), 0);
+        json_t *spec = cli_spec(&c, NULL, 0, &err);
+        if (spec || strcmp(err.field, cases[i].field) != 0 ||
+            (cases[i].msg && !strstr(err.message, cases[i].msg)))
+            fail_msg("case %zu: field '%s' (%s), expected '%s'", i, err.field, err.message,
+                     cases[i].field);
+        cli_free(&c);
+    }
+}
+
+static void test_batch_commands(void **state) {
+    struct cli c;
+    char msg[256];
+    (void)state;
+    assert_int_equal(parse(&c, msg, "batch", "--wait", "-c", "4", "--name", "nightly", "--timeout",
+                           "2m", "-", NULL),
+                     0);
+    assert_int_equal(c.cmd, CMD_BATCH);
+    assert_string_equal(c.file, "-");
+    assert_int_equal(c.concurrency, 4);
+    assert_string_equal(c.batch_name, "nightly");
+    assert_null(c.name); /* the batch's name, not a job's */
+    assert_true(c.wait);
+    assert_true(c.wait_timeout == 120);
+    cli_free(&c);
+    assert_int_equal(parse(&c, msg, "--json", "batch", "specs.jsonl", NULL), 0);
+    assert_int_equal(c.cmd, CMD_BATCH);
+    assert_string_equal(c.file, "specs.jsonl");
+    assert_int_equal(c.concurrency, 0);
+    assert_false(c.wait);
+    assert_true(c.wait_timeout < 0);
+    cli_free(&c);
+    /* The subcommand word comes right after "batch"; a file of that name is ./status. */
+    assert_int_equal(parse(&c, msg, "batch", "status", "--wait", "b12", "--json", NULL), 0);
+    assert_int_equal(c.cmd, CMD_BATCH_STATUS);
+    assert_string_equal(c.id, "b12");
+    assert_true(c.wait);
+    assert_true(c.json);
+    cli_free(&c);
+    assert_int_equal(parse(&c, msg, "batch", "cancel", "b3", NULL), 0);
+    assert_int_equal(c.cmd, CMD_BATCH_CANCEL);
+    assert_string_equal(c.id, "b3");
+    cli_free(&c);
+    assert_int_equal(parse(&c, msg, "batch", "./status", NULL), 0);
+    assert_int_equal(c.cmd, CMD_BATCH);
+    assert_string_equal(c.file, "./status");
+    cli_free(&c);
+    assert_int_equal(parse(&c, msg, "list", "--batch", "b3", NULL), 0);
+    assert_string_equal(c.list_batch, "b3");
+    cli_free(&c);
+    assert_int_equal(parse(&c, msg, "tasks", "--json", NULL), 0);
+    assert_int_equal(c.cmd, CMD_TASKS);
+    cli_free(&c);
+    /* Help of a subcommand: two words, or --help after it. */
+    assert_int_equal(parse(&c, msg, "help", "batch", "cancel", NULL), 0);
+    assert_int_equal(c.cmd, CMD_HELP);
+    assert_string_equal(c.topic, "batch cancel");
+    cli_free(&c);
+    assert_int_equal(parse(&c, msg, "batch", "status", "--help", NULL), 0);
+    assert_true(c.help);
+    assert_int_equal(c.cmd, CMD_BATCH_STATUS);
+    cli_free(&c);
+    assert_int_equal(cli_cmd_lookup("batch status"), CMD_BATCH_STATUS);
+    assert_string_equal(cli_cmd_name(CMD_BATCH_CANCEL), "batch cancel");
+}
+
+/*
+ * Batch files, as data: the input, then the specs expected (their lines, 0
+ * for the array form), or the error's field and the start of its message.
+ */
+static const struct {
+    const char *in;
+    size_t n;
+    size_t lines[3];
+    const char *field, *msg;
+} batch_files[] = {
+    {"[{\"command\":[\"true\"]}, {\"task\":\"echo\",\"args\":1}]", 2, {0, 0}, NULL, NULL},
+    {"\n  [\n{\"shell\":\"x\"}\n]\n", 1, {0}, NULL, NULL},
+    {"{\"command\":[\"a\"]}\r\n\r\n  \t\n{\"shell\":\"x\"}\n", 2, {1, 4}, NULL, NULL},
+    {"\n{\"shell\":\"x\"}\n{\"task\":\"echo\"}", 2, {2, 3}, NULL, NULL}, /* no final newline */
+    /* JSON lines: the bad line is named. */
+    {"{\"command\":[\"a\"]}\n{bad\n{\"shell\":\"x\"}\n", 0, {0}, "", "line 2: not JSON: "},
+    {"{\"command\":[\"a\"]} {\"command\":[\"b\"]}\n", 0, {0}, "", "line 1: not JSON: "},
+    {"{\"shell\":\"a\",\"shell\":\"b\"}\n", 0, {0}, "", "line 1: not JSON: duplicate"},
+    {"{\"shell\":\"a\"}\n\n[1]\n", 0, {0}, "jobs[1]", "line 3: a job spec must be a JSON object"},
+    {"\n{\"shell\":\"a\"}\n{\"shell\":\"a\",\"timeout\":-1}\n",
+     0,
+     {0},
+     "jobs[1].timeout",
+     "line 3: timeout: "},
+    {"{\"shell\":\"a\",\"bogus\":1}\n", 0, {0}, "jobs[0].bogus", "line 1: bogus: "},
+    /* The array form: jansson's line and column, or the spec's index. */
+    {"[{\"shell\":\"a\"},\n {\"shell\":", 0, {0}, "", "line 2, column "},
+    {"[{\"shell\":\"a\"}, 3]", 0, {0}, "jobs[1]", "jobs[1]: a job spec must be a JSON object"},
+    {"[{\"command\":[1]}]", 0, {0}, "jobs[0].command[0]", "jobs[0].command[0]: "},
+    /* Nothing to submit. */
+    {"", 0, {0}, "jobs", "no job specs found"},
+    {"\n \n\n", 0, {0}, "jobs", "no job specs found"},
+    {"[]", 0, {0}, "jobs", "no job specs found"},
+};
+
+static void test_batch_files(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof batch_files / sizeof batch_files[0]; i++) {
+        struct jobd_error err;
+        size_t *lines = NULL;
+        json_t *specs = cli_batch_specs(batch_files[i].in, strlen(batch_files[i].in), &lines, &err);
+        if (!batch_files[i].msg) {
+            if (!specs)
+                fail_msg("case %zu: %s (field '%s')", i, err.message, err.field);
+            assert_int_equal(json_array_size(specs), batch_files[i].n);
+            for (size_t k = 0; k < batch_files[i].n; k++) {
+                assert_true(json_is_object(json_array_get(specs, k)));
+                if (lines[k] != batch_files[i].lines[k])
+                    fail_msg("case %zu: spec %zu on line %zu, expected %zu", i, k, lines[k],
+                             batch_files[i].lines[k]);
+            }
+            json_decref(specs);
+            free(lines);
+            continue;
+        }
+        if (specs || strcmp(err.field, batch_files[i].field) != 0 ||
+            strncmp(err.message, batch_files[i].msg, strlen(batch_files[i].msg)) != 0)
+            fail_msg("case %zu: field '%s', message '%s'; expected '%s', '%s'", i, err.field,
+                     err.message, batch_files[i].field, batch_files[i].msg);
+        assert_null(lines);
     }
 }
 
@@ -292,9 +498,13 @@ static void test_help_texts(void **state) {
     assert_non_null(strstr(all, "Exit status:"));
     assert_non_null(strstr(all, "  69  cannot connect"));
     assert_non_null(strstr(all, "status, get"));
+    assert_non_null(strstr(all, "  tasks "));
+    assert_non_null(strstr(all, "  batch status "));
+    assert_non_null(strstr(all, "batch --wait: some jobs failed"));
     /* Commands the service does not support yet are not advertised. */
-    assert_null(strstr(all, "batch"));
     assert_null(strstr(all, "nodes"));
+    assert_null(strstr(all, "drain"));
+    assert_null(strstr(all, "node-selector"));
     free(all);
     for (int cmd = CMD_RUN; cmd < CMD_COUNT; cmd++) {
         char *h = capture(cli_help, (enum cli_cmd)cmd);
@@ -306,11 +516,20 @@ static void test_help_texts(void **state) {
     }
     char *run = capture(cli_help, CMD_RUN);
     assert_non_null(strstr(run, "--idempotency-key KEY"));
+    assert_non_null(strstr(run, "--task NAME"));
+    assert_non_null(strstr(run, "--executor EXEC"));
     assert_null(strstr(run, "--follow"));
+    assert_null(strstr(run, "--concurrency"));
     free(run);
+    char *batch = capture(cli_help, CMD_BATCH);
+    assert_non_null(strstr(batch, "usage: jobctl batch [options] FILE|-"));
+    assert_non_null(strstr(batch, "-c, --concurrency N"));
+    assert_non_null(strstr(batch, "-w, --wait"));
+    free(batch);
     char *man = capture(man_writer, CMD_NONE);
     assert_non_null(strstr(man, ".TH JOBCTL 1"));
     assert_non_null(strstr(man, ".SS \"logs\""));
+    assert_non_null(strstr(man, ".SS \"batch status\""));
     assert_non_null(strstr(man, "\\-\\-stderr"));
     free(man);
 }
@@ -328,6 +547,10 @@ int main(void) {
         cmocka_unit_test(test_spec_errors_name_the_field),
         cmocka_unit_test(test_spec_stdin_must_be_utf8),
         cmocka_unit_test(test_help_texts),
+        cmocka_unit_test(test_task_options_make_a_task_spec),
+        cmocka_unit_test(test_task_spec_errors_name_the_field),
+        cmocka_unit_test(test_batch_commands),
+        cmocka_unit_test(test_batch_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /*
  * test_jobctl_format.c: jobctl's human output (client/format.c): durations,
- * ages, times, shell quoting, table alignment, list rows, the status view,
- * exit statuses derived from jobs, and UTF-8 repair.
+ * ages, times, shell quoting, table alignment, list rows, the status view
+ * (of a task too), the batch progress line and view, exit statuses derived
+ * from jobs and batches, and UTF-8 repair.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -225,6 +226,83 @@ static void test_exit_status(void **state) {
     }
 }
 
+static void test_batch_progress_and_status(void **state) {
+    char buf[256];
+    json_t *b = json_loads("{\"id\":\"b12\",\"total\":1000,\"done\":false,\"counts\":{\"queued\":"
+                           "648,\"running\":12,\"succeeded\":330,\"failed\":10,\"cancelled\":0,"
+                           "\"timed_out\":0}}",
+                           0, NULL);
+    (void)state;
+    assert_non_null(b);
+    fmt_batch_progress(b, buf, sizeof buf);
+    assert_string_equal(buf, "b12: 340/1000 done (succeeded 330, failed 10), 12 running");
+    assert_int_equal(batch_exit_status(b), -1);
+    /* Done, with every kind of failure, nothing running. */
+    json_t *counts = json_object_get(b, "counts");
+    json_object_set_new(counts, "queued", json_integer(0));
+    json_object_set_new(counts, "running", json_integer(0));
+    json_object_set_new(counts, "succeeded", json_integer(985));
+    json_object_set_new(counts, "cancelled", json_integer(3));
+    json_object_set_new(counts, "timed_out", json_integer(2));
+    json_object_set_new(b, "done", json_true());
+    fmt_batch_progress(b, buf, sizeof buf);
+    assert_string_equal(buf,
+                        "b12: 1000/1000 done (succeeded 985, failed 10, cancelled 3, timed out 2)");
+    assert_int_equal(batch_exit_status(b), 1);
+    json_object_set_new(counts, "succeeded", json_integer(1000));
+    json_object_set_new(counts, "failed", json_integer(0));
+    json_object_set_new(counts, "cancelled", json_integer(0));
+    json_object_set_new(counts, "timed_out", json_integer(0));
+    fmt_batch_progress(b, buf, sizeof buf);
+    assert_string_equal(buf, "b12: 1000/1000 done (succeeded 1000)");
+    assert_int_equal(batch_exit_status(b), 0);
+    /* A short buffer truncates, NUL-terminated. */
+    fmt_batch_progress(b, buf, 10);
+    assert_string_equal(buf, "b12: 1000");
+    json_decref(b);
+}
+
+static void test_batch_view(void **state) {
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    json_t *b = json_loads("{\"id\":\"b3\",\"name\":\"thumbs\",\"concurrency\":4,\"total\":10,"
+                           "\"done\":false,\"counts\":{\"queued\":5,\"running\":2,"
+                           "\"succeeded\":3,\"failed\":0,\"cancelled\":0,\"timed_out\":0},"
+                           "\"created_at\":\"2026-11-27T12:00:00.000Z\"}",
+                           0, NULL);
+    (void)state;
+    assert_non_null(b);
+    fmt_batch(f, b, parse_time_ms("2026-11-27T12:00:05.000Z"));
+    fclose(f);
+    assert_non_null(strstr(out, "ID:        b3\n"));
+    assert_non_null(strstr(out, "Name:      thumbs\n"));
+    assert_non_null(strstr(out, "Done:      no\n"));
+    assert_non_null(strstr(out, "Jobs:      10, at most 4 running at a time\n"));
+    assert_non_null(strstr(out, "Queued:    5\n"));
+    assert_non_null(strstr(out, "Timed out: 0\n"));
+    assert_non_null(strstr(out, "(5s ago)"));
+    free(out);
+    json_decref(b);
+}
+
+static void test_status_view_of_a_task(void **state) {
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    json_t *job =
+        json_pack("{s:s, s:s, s:s, s:{s:i}, s:s, s:i, s:i}", "id", "j7", "state", "succeeded",
+                  "task", "echo", "args", "n", 1, "batch", "b2", "attempts", 1, "retries", 0);
+    (void)state;
+    fmt_job(f, job, 0);
+    fclose(f);
+    assert_non_null(strstr(out, "Task:      echo\n"));
+    assert_non_null(strstr(out, "Args:      {\"n\":1}\n"));
+    assert_non_null(strstr(out, "Batch:     b2\n"));
+    free(out);
+    json_decref(job);
+}
+
 static void test_utf8_sanitize(void **state) {
     size_t n;
     char *s;
@@ -252,11 +330,19 @@ static void test_utf8_sanitize(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_durations),       cmocka_unit_test(test_ages),
-        cmocka_unit_test(test_parse_time),      cmocka_unit_test(test_shell_words),
-        cmocka_unit_test(test_table_alignment), cmocka_unit_test(test_table_headers_only),
-        cmocka_unit_test(test_list_row),        cmocka_unit_test(test_status_view),
-        cmocka_unit_test(test_exit_status),     cmocka_unit_test(test_utf8_sanitize),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_ages),
+        cmocka_unit_test(test_parse_time),
+        cmocka_unit_test(test_shell_words),
+        cmocka_unit_test(test_table_alignment),
+        cmocka_unit_test(test_table_headers_only),
+        cmocka_unit_test(test_list_row),
+        cmocka_unit_test(test_status_view),
+        cmocka_unit_test(test_exit_status),
+        cmocka_unit_test(test_utf8_sanitize),
+        cmocka_unit_test(test_batch_progress_and_status),
+        cmocka_unit_test(test_batch_view),
+        cmocka_unit_test(test_status_view_of_a_task),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

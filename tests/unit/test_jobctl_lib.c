@@ -79,6 +79,27 @@ static void test_arguments_are_checked(void **state) {
     char *data;
     size_t len;
     assert_int_equal(jobd_client_read_output(c, "j1", JOBD_STDOUT, -1, &data, &len, &err), -EINVAL);
+    /* Batches: an empty or non-array list of specs, a missing id, a wait out of range. */
+    assert_int_equal(jobd_client_batch_submit(c, arr, NULL, NULL, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "non-empty JSON array"));
+    assert_int_equal(jobd_client_batch_submit(c, spec, NULL, NULL, &err), -EINVAL);
+    assert_int_equal(jobd_client_batch_submit_json(c, arr, 0, NULL, &err), -EINVAL);
+    assert_int_equal(jobd_client_batch_get(c, "", 0, NULL, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "no batch id"));
+    assert_int_equal(jobd_client_batch_get(c, "b1", 301, NULL, &err), -EINVAL);
+    assert_int_equal(jobd_client_batch_get(c, "b1", -1, NULL, &err), -EINVAL);
+    assert_int_equal(jobd_client_batch_wait(c, NULL, 1, NULL, &err), -EINVAL);
+    assert_int_equal(jobd_client_batch_cancel(c, NULL, NULL, &err), -EINVAL);
+    json_t *jobs = json_pack("[O]", spec);
+    struct jobd_batch_options bo = {.concurrency = -1};
+    assert_int_equal(jobd_client_batch_submit(c, jobs, &bo, NULL, &err), -EINVAL);
+    bo.concurrency = 1;
+    bo.wait = 400;
+    assert_int_equal(jobd_client_batch_submit(c, jobs, &bo, NULL, &err), -EINVAL);
+    /* The caller's array is borrowed: still one reference, unchanged. */
+    assert_int_equal(jobs->refcount, 1);
+    assert_int_equal(json_array_size(jobs), 1);
+    json_decref(jobs);
     json_decref(spec);
     json_decref(arr);
     jobd_client_free(c);
@@ -107,6 +128,10 @@ static void test_cannot_connect(void **state) {
     assert_non_null(strstr(err.message, "cannot connect to"));
     assert_int_equal(jobd_client_wait(c, "j1", 1, &v, &err), -ECONNREFUSED);
     assert_int_equal(jobd_client_follow(c, "j1", NULL, no_output, NULL, &err), -ECONNREFUSED);
+    assert_int_equal(jobd_client_tasks(c, &v, &err), -ECONNREFUSED);
+    assert_int_equal(jobd_client_batch_wait(c, "b1", 1, &v, &err), -ECONNREFUSED);
+    assert_int_equal(jobd_client_batch_cancel(c, "b1", &v, &err), -ECONNREFUSED);
+    assert_null(v);
     jobd_client_free(c);
 }
 

@@ -14,8 +14,9 @@
  *         jobd_client_wait(c, json_string_value(json_object_get(job, "id")), -1, &job, &err) == 0)
  *         ...;
  *
- * Jobs, pages and health answers are the server's JSON documents, returned
- * as jansson values (see tests/API_NOTES.md for their fields).
+ * Jobs, pages, batches, tasks and health answers are the server's JSON
+ * documents, returned as jansson values (see tests/API_NOTES.md and
+ * openapi/openapi.yaml for their fields).
  *
  * Ownership follows jansson's words: a *new* reference or buffer belongs to
  * the caller, who releases it (json_decref, free, jobd_client_free); a
@@ -178,6 +179,7 @@ struct jobd_list_query {
     const char *cursor; /* start after this page cursor (a next_cursor) */
     int limit;          /* jobs per page, 1..1000; 0: the server's default (100) for one
                            page, 1000 for jobd_client_list_each */
+    const char *batch;  /* only the jobs of this batch ("b12") */
 };
 
 /*
@@ -250,6 +252,69 @@ struct jobd_follow_options {
 int jobd_client_follow(struct jobd_client *c, const char *id,
                        const struct jobd_follow_options *opts, jobd_output_fn fn, void *arg,
                        struct jobd_client_error *err);
+
+/* GET /v1/tasks: the *new* {"tasks":[{"name":...,"description":...},...]} in *out, in name order.
+ */
+int jobd_client_tasks(struct jobd_client *c, json_t **out, struct jobd_client_error *err);
+
+/*
+ * Batches. A batch document is the server's JSON object {"id":"b12",
+ * "name":null|"...","concurrency":N,"total":N,"counts":{"queued":N,
+ * "running":N,"succeeded":N,"failed":N,"cancelled":N,"timed_out":N},
+ * "done":bool,"jobs":["j1",...],"created_at":"..."}.
+ */
+
+/* Options of jobd_client_batch_submit; NULL means all defaults. */
+struct jobd_batch_options {
+    int concurrency;  /* at most this many jobs run at a time, 1..100000; 0: all of them */
+    const char *name; /* borrowed; NULL for none */
+    double wait;      /* seconds (0..300) to wait for every job to end before answering */
+};
+
+/*
+ * POST /v1/batches with the job specs `jobs` (borrowed: a non-empty JSON
+ * array of spec objects, not modified). All the jobs are stored, or none.
+ * On success return 0 with the *new* batch document in *batch (which may be
+ * NULL). A bad spec is -EREMOTEIO with status 400 and err->field naming it
+ * ("jobs[3].timeout"); a full queue is status 429 (err->retry_after).
+ */
+int jobd_client_batch_submit(struct jobd_client *c, const json_t *jobs,
+                             const struct jobd_batch_options *opts, json_t **batch,
+                             struct jobd_client_error *err);
+
+/*
+ * The same with the raw body (borrowed): {"jobs":[...], "concurrency":N,
+ * "name":"..."}, sent as it is; `wait` as in struct jobd_batch_options.
+ */
+int jobd_client_batch_submit_json(struct jobd_client *c, const json_t *body, double wait,
+                                  json_t **batch, struct jobd_client_error *err);
+
+/*
+ * GET /v1/batches/{id}: the *new* batch document in *batch. With `wait` > 0
+ * (seconds, up to 300) the server answers once every job has ended ("done"
+ * is true) or when the wait has passed. A missing batch is -EREMOTEIO,
+ * status 404.
+ */
+int jobd_client_batch_get(struct jobd_client *c, const char *id, double wait, json_t **batch,
+                          struct jobd_client_error *err);
+
+/*
+ * Wait for every job of batch `id` to end: long-polls in a loop until the
+ * batch is done or `timeout` seconds pass (timeout < 0: no deadline; 0: one
+ * look), as jobd_client_wait does for a job. Return 0 when the batch is
+ * done, 1 when the deadline passed first; either way the *new* latest batch
+ * document is in *batch (which may be NULL).
+ */
+int jobd_client_batch_wait(struct jobd_client *c, const char *id, double timeout, json_t **batch,
+                           struct jobd_client_error *err);
+
+/*
+ * POST /v1/batches/{id}/cancel: cancel every job of the batch that has not
+ * ended (a done batch is accepted too, unchanged). On success the *new*
+ * batch document, as the cancel left it, is in *batch (which may be NULL).
+ */
+int jobd_client_batch_cancel(struct jobd_client *c, const char *id, json_t **batch,
+                             struct jobd_client_error *err);
 
 /*
  * Helpers over a job document (borrowed). jobd_job_str returns a string
