@@ -37,7 +37,6 @@
 #include "log.h"
 #include "timers.h"
 
-#define MAX_PARAMS  4
 #define MAX_HEADERS 6
 #define MAX_SEGS    8
 
@@ -57,7 +56,7 @@ struct http_req {
     uint64_t id;
     const struct http_route *route;
     char method[16];
-    char *params[MAX_PARAMS];
+    char *params[HTTP_MAX_PARAMS];
     int n_params;
 
     char *body;
@@ -124,8 +123,8 @@ static int split_path(char *path, char **segs, int max) {
     return n;
 }
 
-/* Does `pattern` match the segments? Fill params when it does. */
-static bool route_match(const char *pattern, char **segs, int n, struct http_req *req, bool fill) {
+/* Does `pattern` match the segments? Fill m's params when `fill` (new strings). */
+static bool route_match(const char *pattern, char **segs, int n, struct http_match *m, bool fill) {
     char buf[128];
     char *psegs[MAX_SEGS];
     int pn, np = 0;
@@ -136,50 +135,70 @@ static bool route_match(const char *pattern, char **segs, int n, struct http_req
         return false;
     for (int i = 0; i < n; i++) {
         if (strcmp(psegs[i], "{}") == 0) {
-            if (fill && np < MAX_PARAMS)
-                req->params[np++] = strdup(segs[i]);
+            if (fill && np < HTTP_MAX_PARAMS)
+                m->params[np++] = strdup(segs[i]);
             continue;
         }
         if (strcmp(psegs[i], segs[i]) != 0)
             return false;
     }
     if (fill)
-        req->n_params = np;
+        m->n_params = np;
     return true;
+}
+
+int http_route_find(const struct http_route *routes, size_t n_routes, const char *method,
+                    const char *path, struct http_match *m) {
+    char *copy = strdup(path);
+    char *segs[MAX_SEGS];
+    int n;
+
+    memset(m, 0, sizeof *m);
+    if (!copy)
+        return -ENOMEM;
+    n = split_path(copy, segs, MAX_SEGS);
+    for (size_t i = 0; n >= 0 && i < n_routes; i++) {
+        const struct http_route *r = &routes[i];
+        if (!route_match(r->pattern, segs, n, m, false))
+            continue;
+        size_t used = strlen(m->allow);
+        m->path_known = true;
+        snprintf(m->allow + used, sizeof m->allow - used, "%s%s", used ? ", " : "", r->method);
+        if (!m->route && strcmp(r->method, method) == 0) {
+            m->route = r;
+            route_match(r->pattern, segs, n, m, true);
+        }
+    }
+    free(copy);
+    for (int i = 0; i < m->n_params; i++) {
+        if (!m->params[i]) {
+            http_match_free(m);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+void http_match_free(struct http_match *m) {
+    for (int i = 0; i < m->n_params; i++)
+        free(m->params[i]);
+    m->n_params = 0;
 }
 
 static void route_request(struct http_req *req, const char *url) {
     const struct http_config *cfg = &req->srv->cfg;
-    char *path = strdup(url);
-    char *segs[MAX_SEGS];
-    int n;
-    bool path_known = false;
+    struct http_match m;
 
-    if (!path) {
+    if (http_route_find(cfg->routes, cfg->n_routes, req->method, url, &m) < 0) {
         req_early(req, 500, "internal", "Internal error", NULL, "out of memory");
         return;
     }
-    n = split_path(path, segs, MAX_SEGS);
-    if (n >= 0) {
-        for (size_t i = 0; i < cfg->n_routes; i++) {
-            const struct http_route *r = &cfg->routes[i];
-            if (!route_match(r->pattern, segs, n, req, false))
-                continue;
-            if (!path_known) {
-                path_known = true;
-                req->allow[0] = '\0';
-            }
-            size_t used = strlen(req->allow);
-            snprintf(req->allow + used, sizeof req->allow - used, "%s%s", used ? ", " : "",
-                     r->method);
-            if (!req->route && strcmp(r->method, req->method) == 0) {
-                req->route = r;
-                route_match(r->pattern, segs, n, req, true);
-            }
-        }
-    }
-    free(path);
-    if (!path_known)
+    req->route = m.route;
+    snprintf(req->allow, sizeof req->allow, "%s", m.allow);
+    for (int i = 0; i < m.n_params; i++)
+        req->params[i] = m.params[i]; /* ownership moves to req */
+    req->n_params = m.n_params;
+    if (!m.path_known)
         req_early(req, 404, "not-found", "Not found", NULL, "no such path");
     else if (!req->route)
         req_early(req, 405, "method-not-allowed", "Method not allowed", NULL,

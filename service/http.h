@@ -52,6 +52,26 @@ struct http_config {
     struct timers *timers;
 };
 
+#define HTTP_MAX_PARAMS 4
+
+/* The outcome of routing a method and path (see http_route_find). */
+struct http_match {
+    const struct http_route *route; /* NULL when no route takes this method on this path */
+    bool path_known;                /* some route has this path (so: 405, not 404) */
+    char allow[64];                 /* the methods of this path, "GET, DELETE" */
+    char *params[HTTP_MAX_PARAMS];  /* the "{}" segments: new strings */
+    int n_params;
+};
+
+/*
+ * Route `method` and `path` through a table. A pure function (no server),
+ * for the daemon and for tests and fuzzers. Return 0 (then free m's params
+ * with http_match_free), or -ENOMEM.
+ */
+int http_route_find(const struct http_route *routes, size_t n_routes, const char *method,
+                    const char *path, struct http_match *m);
+void http_match_free(struct http_match *m);
+
 /* Start listening. Return 0 or a negative errno after logging why. */
 int http_start(const struct http_config *cfg, struct http_server **out);
 
