@@ -7,6 +7,7 @@
 
 #include "app.h"
 #include "jobd/task.h"
+#include "metrics.h"
 #include "scheduler.h"
 
 void api_healthz(struct http_req *req) {
@@ -43,34 +44,16 @@ void api_tasks_list(struct http_req *req) {
 void api_metrics(struct http_req *req) {
     struct app *app = http_app(req);
     struct sched_stats st;
-    char *buf = NULL;
-    int n;
+    size_t len = 0;
+    char *buf;
 
     sched_stats(app->sched, &st);
-    n = asprintf(&buf,
-                 "# HELP jobd_jobs_queued Jobs waiting to run.\n"
-                 "# TYPE jobd_jobs_queued gauge\n"
-                 "jobd_jobs_queued %d\n"
-                 "# HELP jobd_jobs_running Jobs running, by executor.\n"
-                 "# TYPE jobd_jobs_running gauge\n"
-                 "jobd_jobs_running{executor=\"process\"} %d\n"
-                 "jobd_jobs_running{executor=\"thread\"} %d\n"
-                 "# HELP jobd_task_threads Size of the task thread pool.\n"
-                 "# TYPE jobd_task_threads gauge\n"
-                 "jobd_task_threads %d\n"
-                 "# HELP jobd_task_threads_stuck Task threads stuck in an abandoned task.\n"
-                 "# TYPE jobd_task_threads_stuck gauge\n"
-                 "jobd_task_threads_stuck %d\n"
-                 "# HELP jobd_changes_total Job changes published (the last seq).\n"
-                 "# TYPE jobd_changes_total counter\n"
-                 "jobd_changes_total %lld\n",
-                 st.queued, st.running_process, st.running_thread, st.threads, st.stuck_threads,
-                 (long long)st.seq);
-    if (n < 0) {
+    buf = metrics_render(&st, &len);
+    if (!buf) {
         http_problem(req, 503, "internal", "Internal error", NULL, "out of memory");
         return;
     }
-    http_respond_buf(req, 200, "text/plain; version=0.0.4", buf, (size_t)n);
+    http_respond_buf(req, 200, "text/plain; version=0.0.4", buf, len);
 }
 
 /* The contract, embedded at build time (openapi_data.c, generated). */
@@ -104,6 +87,7 @@ const struct http_route api_routes[] = {
     {"GET", "/v1/batches/{}", api_batches_get, true, false, false},
     {"POST", "/v1/batches/{}/cancel", api_batches_cancel, true, false, false},
     {"GET", "/metrics", api_metrics, true, false, false},
+    {"GET", "/v1/events", api_events, true, false, false},
 };
 
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];

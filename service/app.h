@@ -42,6 +42,7 @@ void api_healthz(struct http_req *req);
 void api_openapi(struct http_req *req);
 void api_tasks_list(struct http_req *req);
 void api_metrics(struct http_req *req);
+void api_events(struct http_req *req);
 void api_batches_create(struct http_req *req);
 void api_batches_get(struct http_req *req);
 void api_batches_cancel(struct http_req *req);

@@ -6,11 +6,15 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#define PEM_MAX (1 << 20) /* bytes of a --tls-cert or --tls-key file */
 
 static const char usage_text[] =
     "usage: jobd [options]\n"
@@ -22,6 +26,10 @@ static const char usage_text[] =
     "  --data-dir DIR             store and job output (default ./jobd-data)\n"
     "  --token-file FILE          bearer token users must send (or env JOBD_TOKEN)\n"
     "  --insecure                 allow a non-loopback address without a token\n"
+    "  --tls-cert FILE            serve HTTPS with this PEM certificate (chain); needs --tls-key\n"
+    "  --tls-key FILE             the PEM private key of --tls-cert (keep it mode 0600)\n"
+    "  --run-as USER              run jobs as USER, its group and its supplementary groups\n"
+    "                             (jobd must run as root; the data directory must be 0700)\n"
     "  --max-procs N              child processes running at once (default 4 x cores)\n"
     "  --max-queued N             queued jobs before submissions get 429 (default 100000)\n"
     "  --max-body BYTES           largest request body (default 1048576)\n"
@@ -56,6 +64,9 @@ enum {
     OPT_THREADS,
     OPT_PLUGIN,
     OPT_MAX_BATCH_BODY,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_RUN_AS,
     OPT_VERSION,
     OPT_HELP,
 };
@@ -78,6 +89,9 @@ static const struct option long_opts[] = {
     {"threads", required_argument, NULL, OPT_THREADS},
     {"plugin", required_argument, NULL, OPT_PLUGIN},
     {"max-batch-body", required_argument, NULL, OPT_MAX_BATCH_BODY},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"run-as", required_argument, NULL, OPT_RUN_AS},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -166,16 +180,26 @@ bad:
     return -1;
 }
 
+/* Warn when a file holding a secret can be read by other users than its owner. */
+static void warn_if_shared(int fd, const char *flag, const char *path, FILE *err) {
+    struct stat st;
+
+    if (fstat(fd, &st) == 0 && (st.st_mode & 077))
+        fprintf(err, "jobd: warning: --%s: %s can be read by other users (mode %04o); chmod 600 it\n",
+                flag, path, (unsigned)(st.st_mode & 07777));
+}
+
 /* Read a token file: its first line, without trailing whitespace. */
 static char *read_token_file(const char *path, FILE *err) {
     FILE *f = fopen(path, "re");
-    char buf[4096];
+    char buf[4096], *tok;
     size_t n;
 
     if (!f) {
         fprintf(err, "jobd: --token-file: cannot open %s: %s\n", path, strerror(errno));
         return NULL;
     }
+    warn_if_shared(fileno(f), "token-file", path, err);
     n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
@@ -187,12 +211,222 @@ static char *read_token_file(const char *path, FILE *err) {
         fprintf(err, "jobd: --token-file: %s is empty\n", path);
         return NULL;
     }
-    return strdup(buf);
+    tok = strdup(buf);
+    explicit_bzero(buf, sizeof buf);
+    return tok;
+}
+
+/*
+ * Read a whole PEM file for --tls-cert or --tls-key. Return a new
+ * NUL-terminated string (free it with free), or NULL after a message naming
+ * the flag: the file cannot be read, is over PEM_MAX bytes, or does not hold
+ * `marker` (the PEM header expected in it).
+ */
+static char *read_pem_file(const char *flag, const char *path, const char *marker, FILE *err) {
+    FILE *f = fopen(path, "re");
+    struct stat st;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+
+    if (!f) {
+        fprintf(err, "jobd: --%s: cannot open %s: %s\n", flag, path, strerror(errno));
+        return NULL;
+    }
+    if (strcmp(flag, "tls-key") == 0)
+        warn_if_shared(fileno(f), flag, path, err);
+    if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > PEM_MAX) {
+        fprintf(err, "jobd: --%s: %s is not a regular file of at most %d bytes\n", flag, path,
+                PEM_MAX);
+        goto fail;
+    }
+    cap = (size_t)st.st_size + 1;
+    buf = malloc(cap);
+    if (!buf) {
+        fprintf(err, "jobd: --%s: out of memory\n", flag);
+        goto fail;
+    }
+    n = fread(buf, 1, cap - 1, f);
+    if (ferror(f)) {
+        fprintf(err, "jobd: --%s: cannot read %s: %s\n", flag, path, strerror(errno));
+        goto fail;
+    }
+    buf[n] = '\0';
+    if (strlen(buf) != n || !strstr(buf, marker)) {
+        fprintf(err, "jobd: --%s: %s is not a PEM file with a %s block\n", flag, path, marker);
+        goto fail;
+    }
+    fclose(f);
+    return buf;
+fail:
+    if (buf) {
+        explicit_bzero(buf, cap);
+        free(buf);
+    }
+    fclose(f);
+    return NULL;
+}
+
+static void free_secret(char **s) {
+    if (*s) {
+        explicit_bzero(*s, strlen(*s));
+        free(*s);
+        *s = NULL;
+    }
+}
+
+static void run_as_free(struct run_as *ra) {
+    if (!ra)
+        return;
+    free(ra->user);
+    free(ra->groups);
+    free(ra->home);
+    free(ra);
+}
+
+/*
+ * Resolve --run-as USER: its uid, primary gid, supplementary groups and home
+ * directory. Only root can switch users, so refuse when jobd is not root.
+ * Return a new struct run_as, or NULL after a message.
+ */
+static struct run_as *resolve_run_as(const char *user, FILE *err) {
+    struct run_as *ra = NULL;
+    struct passwd pw, *found = NULL;
+    char *buf = NULL;
+    long sz = sysconf(_SC_GETPW_R_SIZE_MAX);
+    size_t bufsz = sz > 0 ? (size_t)sz : 16384;
+    struct stat st;
+    int rc, n = 16;
+
+    if (geteuid() != 0) {
+        fprintf(err,
+                "jobd: --run-as %s: jobd must run as root to switch jobs to another user, "
+                "but it runs as uid %u\n",
+                user, (unsigned)geteuid());
+        return NULL;
+    }
+    for (;;) {
+        char *nb = realloc(buf, bufsz);
+        if (!nb)
+            goto nomem;
+        buf = nb;
+        rc = getpwnam_r(user, &pw, buf, bufsz, &found);
+        if (rc != ERANGE || bufsz >= (1u << 24))
+            break;
+        bufsz *= 2;
+    }
+    if (rc != 0 || !found) {
+        if (rc != 0)
+            fprintf(err, "jobd: --run-as %s: cannot look the user up: %s\n", user, strerror(rc));
+        else
+            fprintf(err, "jobd: --run-as %s: no such user\n", user);
+        goto fail;
+    }
+    ra = calloc(1, sizeof *ra);
+    if (!ra)
+        goto nomem;
+    ra->uid = pw.pw_uid;
+    ra->gid = pw.pw_gid;
+    ra->user = strdup(user);
+    ra->home = strdup(pw.pw_dir && stat(pw.pw_dir, &st) == 0 && S_ISDIR(st.st_mode) ? pw.pw_dir
+                                                                                      : "/");
+    if (!ra->user || !ra->home)
+        goto nomem;
+    for (;;) {
+        int got = n;
+        gid_t *ng = realloc(ra->groups, (size_t)n * sizeof *ng);
+        if (!ng)
+            goto nomem;
+        ra->groups = ng;
+        if (getgrouplist(user, pw.pw_gid, ra->groups, &got) >= 0) {
+            ra->n_groups = got;
+            break;
+        }
+        if (got <= n) { /* no bigger count to try: give up rather than loop */
+            fprintf(err, "jobd: --run-as %s: cannot list the user's groups\n", user);
+            goto fail;
+        }
+        n = got;
+    }
+    free(buf);
+    return ra;
+nomem:
+    fprintf(err, "jobd: --run-as %s: out of memory\n", user);
+fail:
+    free(buf);
+    run_as_free(ra);
+    return NULL;
+}
+
+/* True when `ra` may create, remove or rename entries of the directory `st`. */
+static bool run_as_can_write(const struct stat *st, const struct run_as *ra) {
+    if (st->st_uid == ra->uid)
+        return true; /* the owner can always chmod its way in */
+    for (int i = 0; i < ra->n_groups; i++) {
+        if (st->st_gid == ra->groups[i])
+            return (st->st_mode & S_IWGRP) != 0;
+    }
+    return (st->st_mode & S_IWOTH) != 0;
+}
+
+/*
+ * With --run-as, jobs must not reach jobd's data: the data directory must be
+ * owned by jobd's user with no access for group or others (0700), and no
+ * directory above it may be writable by the run-as user (else it could move
+ * the data directory away and put its own in its place), unless that
+ * directory is sticky (/tmp). Return 0, or -1 after a message.
+ */
+static int check_data_dir_private(const char *dir, const struct run_as *ra, FILE *err) {
+    struct stat st;
+    char *path = strdup(dir);
+    int rc = -1;
+
+    if (!path) {
+        fprintf(err, "jobd: out of memory\n");
+        return -1;
+    }
+    if (stat(dir, &st) < 0) {
+        fprintf(err, "jobd: data directory %s: %s\n", dir, strerror(errno));
+        goto out;
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+        fprintf(err,
+                "jobd: --run-as %s: the data directory %s must belong to jobd's user and be "
+                "private to it (owner uid %u, mode %04o), or jobs could read or change it: "
+                "chown %u %s && chmod 700 %s\n",
+                ra->user, dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+                (unsigned)geteuid(), dir, dir);
+        goto out;
+    }
+    for (char *slash = strrchr(path, '/'); slash; slash = strrchr(path, '/')) {
+        if (slash == path)
+            slash[1] = '\0'; /* the root directory itself */
+        else
+            *slash = '\0';
+        if (stat(path, &st) < 0) {
+            fprintf(err, "jobd: %s: %s\n", path, strerror(errno));
+            goto out;
+        }
+        if (run_as_can_write(&st, ra) && !(st.st_mode & S_ISVTX)) {
+            fprintf(err,
+                    "jobd: --run-as %s: %s, above the data directory, is writable by that "
+                    "user, so its jobs could replace the data directory: use a data "
+                    "directory whose parents only root can change\n",
+                    ra->user, path);
+            goto out;
+        }
+        if (slash == path)
+            break;
+    }
+    rc = 0;
+out:
+    free(path);
+    return rc;
 }
 
 int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err) {
     const char *data_dir = "./jobd-data";
     const char *token_file = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL, *run_as = NULL;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int64_t v;
     int c;
@@ -290,6 +524,19 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
                 goto fail;
             cfg->max_batch_body = v;
             break;
+        case OPT_TLS_CERT:
+            tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            tls_key = optarg;
+            break;
+        case OPT_RUN_AS:
+            if (!*optarg) {
+                fprintf(err, "jobd: --run-as: needs a user name\n");
+                goto fail;
+            }
+            run_as = optarg;
+            break;
         case OPT_LOG_FORMAT:
             if (strcmp(optarg, "json") == 0) {
                 cfg->log_json = true;
@@ -320,6 +567,11 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
         goto fail;
     }
 
+    if (run_as) {
+        cfg->run_as = resolve_run_as(run_as, err);
+        if (!cfg->run_as)
+            goto fail;
+    }
     if (token_file) {
         cfg->token = read_token_file(token_file, err);
         if (!cfg->token)
@@ -327,6 +579,20 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
     } else if (getenv("JOBD_TOKEN") && *getenv("JOBD_TOKEN")) {
         cfg->token = strdup(getenv("JOBD_TOKEN"));
         if (!cfg->token)
+            goto fail;
+    }
+    /* Threads do not exist yet, so this is safe; in-process tasks never see the token. */
+    unsetenv("JOBD_TOKEN");
+    if (!tls_cert != !tls_key) {
+        fprintf(err, "jobd: --tls-cert and --tls-key go together: give both, or neither\n");
+        goto fail;
+    }
+    if (tls_cert) {
+        cfg->tls_cert = read_pem_file("tls-cert", tls_cert, "-----BEGIN CERTIFICATE-----", err);
+        if (!cfg->tls_cert)
+            goto fail;
+        cfg->tls_key = read_pem_file("tls-key", tls_key, "PRIVATE KEY-----", err);
+        if (!cfg->tls_key)
             goto fail;
     }
     if (!cfg->token && !cfg->insecure && !config_is_loopback(cfg)) {
@@ -346,6 +612,8 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
         fprintf(err, "jobd: data directory %s: %s\n", data_dir, strerror(errno));
         goto fail;
     }
+    if (cfg->run_as && check_data_dir_private(cfg->data_dir, cfg->run_as, err) < 0)
+        goto fail;
     return 0;
 fail:
     config_free(cfg);
@@ -357,13 +625,14 @@ bool config_is_loopback(const struct config *cfg) {
 }
 
 void config_free(struct config *cfg) {
-    if (cfg->token) {
-        explicit_bzero(cfg->token, strlen(cfg->token));
-        free(cfg->token);
-    }
+    free_secret(&cfg->token);
+    free_secret(&cfg->tls_key);
+    free(cfg->tls_cert);
+    run_as_free(cfg->run_as);
     free(cfg->data_dir);
     free(cfg->plugins);
-    cfg->token = NULL;
+    cfg->tls_cert = NULL;
+    cfg->run_as = NULL;
     cfg->data_dir = NULL;
     cfg->plugins = NULL;
     cfg->n_plugins = 0;

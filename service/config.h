@@ -10,6 +10,21 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
+
+/*
+ * The user jobs run as (--run-as), resolved once at start from the user
+ * database. Process children switch to it before execve (exec_process.c).
+ */
+struct run_as {
+    char *user;     /* the name given, owned */
+    uid_t uid;      /* the user's id */
+    gid_t gid;      /* its primary group */
+    gid_t *groups;  /* its supplementary groups (getgrouplist: includes gid), owned */
+    int n_groups;   /* entries in groups, >= 1 */
+    char *home;     /* cwd (and HOME) of jobs without a cwd: the user's home directory
+                     * when it exists, else "/"; owned */
+};
 
 struct config {
     char listen_host[256]; /* numeric address: 127.0.0.1, ::1, 0.0.0.0 */
@@ -31,12 +46,17 @@ struct config {
     int max_connections;
     int connection_timeout; /* seconds */
     bool log_json;
+    struct run_as *run_as; /* owned; NULL: jobs run as jobd's own user */
+    char *tls_cert;        /* PEM text of --tls-cert, owned; NULL: plain HTTP */
+    char *tls_key;         /* PEM text of --tls-key, owned; set exactly when tls_cert is */
 };
 
 /*
- * Parse argv and the environment (JOBD_TOKEN). Return 0 to run, 1 when
- * --help or --version was handled (exit 0), or -1 after printing a message
- * to `err` (exit 2). On 0 the caller frees with config_free.
+ * Parse argv and the environment (JOBD_TOKEN, which is then removed from the
+ * environment so nothing jobd runs in-process can read it). Read the token
+ * and TLS files, resolve --run-as (only root may use it). Return 0 to run, 1
+ * when --help or --version was handled (exit 0), or -1 after printing a
+ * message to `err` (exit 2). On 0 the caller frees with config_free.
  */
 int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err);
 

@@ -92,10 +92,20 @@ struct exec_callbacks {
     void (*exited)(void *ctx, int64_t num, const struct exec_result *res);
 };
 
+struct run_as; /* config.h */
+
 struct exec_config {
     const char *out_dir;     /* where output files go */
     const char *default_cwd; /* cwd when the spec has none */
     const char *path_env;    /* PATH given to jobs */
+    /*
+     * Borrowed for the executor's life; NULL: children keep jobd's user.
+     * Else every child (command or task) switches to run_as's groups, gid
+     * and uid before it changes directory, so a job's cwd is checked with
+     * the job's own rights, and a job without a cwd starts in run_as->home
+     * instead of default_cwd.
+     */
+    const struct run_as *run_as;
 };
 
 /* Create the executor and start its thread. Return 0 or a negative errno. */

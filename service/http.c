@@ -31,10 +31,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "jobd/util.h"
 #include "log.h"
+#include "metrics.h"
 #include "timers.h"
 
 #define MAX_HEADERS 6
@@ -89,6 +91,8 @@ struct http_req {
     bool wake_pending;
     struct timer timer;
     int64_t deadline; /* 0: none */
+    struct timespec began; /* for the latency metric */
+    unsigned status;       /* of the answer queued, 0 before */
 
     struct http_req *prev, *next;
 };
@@ -283,6 +287,7 @@ static void check_body_headers(struct http_req *req) {
 
 static void queue(struct http_req *req, unsigned status, struct MHD_Response *resp,
                   const char *content_type) {
+    req->status = status;
     if (!resp) {
         log_error("http: cannot create a response for request %llu", (unsigned long long)req->id);
         req->responded = true;
@@ -290,6 +295,9 @@ static void queue(struct http_req *req, unsigned status, struct MHD_Response *re
     }
     if (content_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    char rid[24];
+    snprintf(rid, sizeof rid, "%llu", (unsigned long long)req->id);
+    MHD_add_response_header(resp, "X-Request-Id", rid);
     for (int i = 0; i < req->n_hdrs; i++)
         MHD_add_response_header(resp, req->hdrs[i].name, req->hdrs[i].value);
     if (MHD_queue_response(req->conn, status, resp) != MHD_YES)
@@ -529,6 +537,7 @@ static struct http_req *req_new(struct http_server *srv, struct MHD_Connection *
     req->srv = srv;
     req->conn = conn;
     req->id = atomic_fetch_add(&srv->next_id, 1) + 1;
+    clock_gettime(CLOCK_MONOTONIC, &req->began);
     snprintf(req->method, sizeof req->method, "%s", method);
     pthread_mutex_init(&req->lock, NULL);
     timer_init(&req->timer);
@@ -575,8 +584,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     struct http_req *req = *con_cls;
 
-    if (req)
+    if (req) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double secs = (double)(now.tv_sec - req->began.tv_sec) +
+                      (double)(now.tv_nsec - req->began.tv_nsec) / 1e9;
+        metrics_http(req->route, req->status, secs);
+        if (req->status >= 500)
+            log_warn("http: request %llu %s answered %u after %.3f s",
+                     (unsigned long long)req->id, req->method, req->status, secs);
         req_free(req);
+    }
     *con_cls = NULL;
 }
 

@@ -26,6 +26,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "tasks_builtin.h"
 #include "scheduler.h"
@@ -93,6 +94,7 @@ int main(int argc, char **argv) {
         return rc > 0 ? 0 : 2;
     log_set_json(cfg.log_json);
     json_object_seed(0);
+    store_commit_hook = metrics_store_commit; /* before the store's writer starts */
     raise_fd_limit();
 
     /* Signals: handled by sigwait in this thread only; children get a clean mask. */
@@ -170,6 +172,7 @@ int main(int argc, char **argv) {
     hc.max_connections = cfg.max_connections;
     hc.connection_timeout = cfg.connection_timeout;
     hc.routes = api_routes;
+    metrics_set_routes(api_routes, api_n_routes);
     hc.n_routes = api_n_routes;
     hc.app = &app;
     hc.timers = timers;

@@ -32,6 +32,7 @@
 #include "exec_thread.h"
 #include "jobd/util.h"
 #include "log.h"
+#include "metrics.h"
 #include "output.h"
 #include "store.h"
 #include "task_impl.h"
@@ -795,6 +796,10 @@ static void publish(struct sched *s, struct change *ch) {
     fire_all(s, &j->watches);
     fire_all(s, &s->global_watches);
     if (jobd_state_is_final(j->pub_state)) {
+        metrics_job_ended(j->spec.executor, j->pub_state,
+                          ch->snap && ch->snap->started_ms > 0
+                              ? (double)(ch->snap->finished_ms - ch->snap->started_ms) / 1000.0
+                              : -1);
         table_remove(s, j);
         batch_remove_member(s, j);
         cache_put(s, j->num, j->doc);
@@ -828,6 +833,7 @@ static void change_done(void *arg, int status) {
         j->pending--;
         if (status == 0) {
             j->visible = true;
+            metrics_job_submitted(j->spec.executor);
             publish(s, ch);
             if (j->state == JOBD_QUEUED && j->not_before == 0 && !j->starting && !j->heap)
                 make_ready(s, j);
@@ -1618,6 +1624,7 @@ int sched_create(const struct sched_config *sc, struct sched **out) {
     ec.out_dir = s->out_dir;
     ec.default_cwd = sc->cfg->data_dir;
     ec.path_env = "/usr/local/bin:/usr/bin:/bin";
+    ec.run_as = sc->cfg->run_as;
     rc = exec_proc_create(&ec, &cbs, s, &s->exec);
     if (rc < 0) {
         pthread_cond_destroy(&s->cond);

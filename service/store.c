@@ -60,6 +60,7 @@
     "pid_start, spec, doc"
 
 int (*store_fault_hook)(void);
+void (*store_commit_hook)(double seconds, int ops);
 
 struct reader {
     pthread_mutex_t lock;
@@ -900,10 +901,17 @@ static void *writer_main(void *arg) {
         for (struct store_op *op = batch; op != NULL; op = op->next) {
             n++;
         }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         int err = reserve_status(st, n);
         if (err == 0) {
             err = write_batch(st, batch);
         }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (store_commit_hook != NULL)
+            store_commit_hook((double)(t1.tv_sec - t0.tv_sec) +
+                                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+                              (int)n);
         if (err == 0) {
             atomic_fetch_add(&st->commits, 1);
             delay = 0;

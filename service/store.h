@@ -194,6 +194,9 @@ int store_load_expired(struct store *st, int64_t before_ms, int limit,
  */
 extern int (*store_fault_hook)(void);
 
+/* When set, called on the writer thread after each transaction with its duration and size. */
+extern void (*store_commit_hook)(double seconds, int ops);
+
 /* For tests: the number of transactions the writer has committed so far. */
 uint64_t store_commit_count(struct store *st);
 

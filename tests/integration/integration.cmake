@@ -4,7 +4,7 @@
 # Run one alone with: JOBD_BIN=build/jobd python3 tests/integration/test_auth.py
 find_package(Python3 COMPONENTS Interpreter REQUIRED)
 
-set(JOBD_INTEGRATION_TESTS api_jobs http_errors auth concurrency recovery)
+set(JOBD_INTEGRATION_TESTS api_jobs http_errors auth concurrency recovery events)
 foreach(t ${JOBD_INTEGRATION_TESTS})
   add_test(NAME integration.${t}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_${t}.py)

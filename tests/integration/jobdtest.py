@@ -567,9 +567,9 @@ class Jobd:
         finally:
             conn.close()
 
-    def stream(self, method, path, timeout=10.0, auth=True):
+    def stream(self, method, path, timeout=10.0, auth=True, headers=None):
         """Open a request and return (conn, response) with the body unread; close conn after."""
-        _, h = self._headers(None, None, auth)
+        _, h = self._headers(None, headers, auth)
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         conn.request(method, path, headers=h)
         return conn, conn.getresponse()

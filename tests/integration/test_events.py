@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Integration tests of GET /v1/events (server-sent events of job changes)
+and of the metrics that count what happened."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jobdtest  # noqa: E402
+from jobdtest import JobdTestCase  # noqa: E402
+
+
+def read_events(resp, want, deadline):
+    """Read SSE events from resp until want(events) is true or the deadline passes."""
+    events, cur = [], {}
+    while time.monotonic() < deadline and not want(events):
+        line = resp.fp.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if line == "":
+            if cur:
+                events.append(cur)
+            cur = {}
+        elif line.startswith(":"):
+            cur.setdefault("comments", []).append(line)
+        else:
+            k, _, v = line.partition(": ")
+            cur[k] = v
+    return events
+
+
+class EventsTest(JobdTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.j = cls.start_shared()
+
+    def test_live_stream_shows_each_change(self):
+        j = self.j
+        conn, resp = j.stream("GET", "/v1/events", timeout=15)
+        try:
+            self.assertEqual(resp.status, 200)
+            self.assertTrue(resp.getheader("Content-Type").startswith("text/event-stream"))
+            job = j.submit({"shell": "echo hi"}, wait=10)
+            self.assertEqual(job["state"], "succeeded")
+            evs = read_events(resp, lambda e: any('"state":"succeeded"' in x.get("data", "")
+                                                  for x in e), time.monotonic() + 10)
+            mine = [e for e in evs if ('"id":"%s"' % job["id"]) in e.get("data", "")]
+            self.assertTrue(mine, evs)
+            self.assertTrue(all(e["event"] == "job" for e in mine))
+            ids = [int(e["id"]) for e in evs]
+            self.assertEqual(ids, sorted(ids), "events come in change order")
+            self.assertIn('"state":"succeeded"', mine[-1]["data"])
+            self.assertEqual(int(mine[-1]["id"]), job["seq"])
+        finally:
+            conn.close()
+
+    def test_resume_with_last_event_id(self):
+        j = self.j
+        a = j.submit({"command": ["true"]}, wait=10)
+        b = j.submit({"command": ["false"]}, wait=10)
+        # Resuming after a's last change shows b (and not a again).
+        conn, resp = j.stream("GET", "/v1/events?since=%d" % a["seq"], timeout=10)
+        try:
+            evs = read_events(resp, lambda e: any(('"id":"%s"' % b["id"]) in x.get("data", "")
+                                                  for x in e), time.monotonic() + 10)
+            datas = [e.get("data", "") for e in evs]
+            self.assertTrue(any(('"id":"%s"' % b["id"]) in d and '"state":"failed"' in d
+                                for d in datas), datas)
+            self.assertFalse(any(('"id":"%s"' % a["id"]) in d for d in datas), datas)
+        finally:
+            conn.close()
+        # The header form, which wins over ?since.
+        conn, resp = j.stream("GET", "/v1/events?since=0", timeout=10,
+                              headers={"Last-Event-ID": str(a["seq"])})
+        try:
+            self.assertEqual(resp.status, 200)
+            evs = read_events(resp, lambda e: any(('"id":"%s"' % b["id"]) in x.get("data", "")
+                                                  for x in e), time.monotonic() + 10)
+            datas = [e.get("data", "") for e in evs]
+            self.assertFalse(any(('"id":"%s"' % a["id"]) in d for d in datas), datas)
+            self.assertTrue(any(('"id":"%s"' % b["id"]) in d for d in datas), datas)
+        finally:
+            conn.close()
+
+    def test_bad_resume_points_are_400(self):
+        j = self.j
+        for path, hdr, field in (("/v1/events?since=x", None, "since"),
+                                 ("/v1/events?since=-1", None, "since"),
+                                 ("/v1/events", {"Last-Event-ID": "abc"}, "Last-Event-ID")):
+            r = j.request("GET", path, headers=hdr)
+            self.assertProblem(r, 400, msg=path)
+            self.assertEqual(r.json["field"], field)
+
+    def test_metrics_count_jobs_and_requests(self):
+        j = self.j
+        j.submit({"command": ["sh", "-c", "exit 3"]}, wait=10)
+        r = j.request("GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        text = r.body.decode()
+        self.assertIn('jobd_jobs_ended_total{executor="process",state="failed"}', text)
+        failed = [l for l in text.splitlines()
+                  if l.startswith('jobd_jobs_ended_total{executor="process",state="failed"}')]
+        self.assertGreaterEqual(int(failed[0].split()[-1]), 1)
+        self.assertRegex(text, r'jobd_http_requests_total\{method="POST",route="/v1/jobs",'
+                               r'status="201"\} [1-9]')
+        self.assertIn("jobd_http_request_duration_seconds_count", text)
+        self.assertIn("jobd_store_commit_seconds_count", text)
+        self.assertIn("jobd_job_duration_seconds_bucket", text)
+        self.assertIsNotNone(r.headers.get("X-Request-Id"))
+
+
+if __name__ == "__main__":
+    jobdtest.main()
