@@ -86,13 +86,7 @@ static void cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadl
 
     if (wait <= 0)
         return;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (wait % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    jobd_mono_after(wait, &ts);
     pthread_cond_timedwait(c, m, &ts);
 }
 

@@ -1574,13 +1574,7 @@ static void *sched_main(void *arg) {
         }
         int64_t wait = next - now;
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        jobd_mono_after(wait, &ts);
         pthread_cond_timedwait(&s->cond, &s->lock, &ts);
     }
     pthread_mutex_unlock(&s->lock);
@@ -1819,10 +1813,7 @@ static void wait_until(struct sched *s, int64_t deadline) {
         return;
     if (wait > 200)
         wait = 200;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += wait * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
+    jobd_mono_after(wait, &ts);
     pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 }
 

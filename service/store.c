@@ -34,6 +34,7 @@
  */
 #include "store.h"
 #include "jobd/spec.h"
+#include "jobd/util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -819,17 +820,7 @@ static int reserve_status(struct store *st, size_t n) {
 
 static struct timespec deadline_after(int64_t ms) {
     struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-        ts.tv_sec = 0; /* cannot happen for CLOCK_MONOTONIC; wait no time at all */
-        ts.tv_nsec = 0;
-        return ts;
-    }
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    jobd_mono_after(ms, &ts);
     return ts;
 }
 

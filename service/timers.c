@@ -99,13 +99,7 @@ static void *timers_main(void *arg) {
         } else {
             int64_t wait = tm->heap[0]->deadline - now;
             struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            jobd_mono_after(wait, &ts);
             pthread_cond_timedwait(&tm->cond, &tm->lock, &ts);
         }
     }

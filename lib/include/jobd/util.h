@@ -7,12 +7,20 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Wall clock in milliseconds since the Unix epoch. */
 int64_t jobd_now_ms(void);
 
 /* Monotonic clock in milliseconds (for deadlines and durations). */
 int64_t jobd_mono_ms(void);
+
+/*
+ * Fill *ts with the CLOCK_MONOTONIC time `ms` milliseconds from now (ms <= 0:
+ * now), for pthread_cond_timedwait on a condition variable whose clock is
+ * CLOCK_MONOTONIC.
+ */
+void jobd_mono_after(int64_t ms, struct timespec *ts);
 
 /* Format `ms` (Unix epoch milliseconds) as "2026-11-27T11:40:57.123Z" into buf (>= 32 bytes). */
 void jobd_format_time(int64_t ms, char *buf, size_t len);
