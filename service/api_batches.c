@@ -12,6 +12,7 @@
 #include "jobd/spec.h"
 #include "jobd/util.h"
 #include "scheduler.h"
+#include "store.h"
 
 #define MAX_WAIT_S      300
 #define MAX_CONCURRENCY 100000
@@ -268,7 +269,7 @@ void api_batches_create(struct http_req *req) {
         http_add_header(req, "Retry-After", "5");
         http_problem(req, 503, "store-unavailable", "Service unavailable", NULL,
                      "the batch could not be stored (%s); nothing was accepted",
-                     strerror(-br->status));
+                     store_strerror(br->status));
         return;
     }
     answer_batch(req, br);

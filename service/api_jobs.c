@@ -349,7 +349,7 @@ void api_jobs_create(struct http_req *req) {
             http_add_header(req, "Retry-After", "5");
             http_problem(req, 503, "store-unavailable", "Service unavailable", NULL,
                          "the job could not be stored (%s); nothing was accepted",
-                         strerror(-jr->status));
+                         store_strerror(jr->status));
             return;
         }
         answer_job(req, jr, jr->created ? 201 : 200);
@@ -462,7 +462,7 @@ void api_jobs_delete(struct http_req *req) {
     }
     if (jr->status < 0)
         http_problem(req, 503, "store-unavailable", "Service unavailable", NULL,
-                     "the job could not be removed (%s)", strerror(-jr->status));
+                     "the job could not be removed (%s)", store_strerror(jr->status));
     else
         http_respond_empty(req, 204);
 }

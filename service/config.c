@@ -185,7 +185,8 @@ static void warn_if_shared(int fd, const char *flag, const char *path, FILE *err
     struct stat st;
 
     if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-        fprintf(err, "jobd: warning: --%s: %s can be read by other users (mode %04o); chmod 600 it\n",
+        fprintf(err,
+                "jobd: warning: --%s: %s can be read by other users (mode %04o); chmod 600 it\n",
                 flag, path, (unsigned)(st.st_mode & 07777));
 }
 
@@ -327,8 +328,8 @@ static struct run_as *resolve_run_as(const char *user, FILE *err) {
     ra->uid = pw.pw_uid;
     ra->gid = pw.pw_gid;
     ra->user = strdup(user);
-    ra->home = strdup(pw.pw_dir && stat(pw.pw_dir, &st) == 0 && S_ISDIR(st.st_mode) ? pw.pw_dir
-                                                                                      : "/");
+    ra->home =
+        strdup(pw.pw_dir && stat(pw.pw_dir, &st) == 0 && S_ISDIR(st.st_mode) ? pw.pw_dir : "/");
     if (!ra->user || !ra->home)
         goto nomem;
     for (;;) {
@@ -388,13 +389,18 @@ static int check_data_dir_private(const char *dir, const struct run_as *ra, FILE
         fprintf(err, "jobd: data directory %s: %s\n", dir, strerror(errno));
         goto out;
     }
-    if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+    if (st.st_uid != geteuid()) {
         fprintf(err,
-                "jobd: --run-as %s: the data directory %s must belong to jobd's user and be "
-                "private to it (owner uid %u, mode %04o), or jobs could read or change it: "
-                "chown %u %s && chmod 700 %s\n",
-                ra->user, dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
-                (unsigned)geteuid(), dir, dir);
+                "jobd: --run-as %s: the data directory %s belongs to uid %u, not to jobd's "
+                "user (uid %u): jobs could change it\n",
+                ra->user, dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        goto out;
+    }
+    if (st.st_mode & 077) {
+        fprintf(err,
+                "jobd: --run-as %s: the data directory %s is open to other users (mode %04o), "
+                "so jobs could read or change it: chmod 700 %s\n",
+                ra->user, dir, (unsigned)(st.st_mode & 07777), dir);
         goto out;
     }
     for (char *slash = strrchr(path, '/'); slash; slash = strrchr(path, '/')) {
@@ -421,6 +427,21 @@ static int check_data_dir_private(const char *dir, const struct run_as *ra, FILE
 out:
     free(path);
     return rc;
+}
+
+/*
+ * Remove JOBD_TOKEN from the environment, so in-process tasks and plugins
+ * cannot read it with getenv. Overwrite its value first: unsetenv only
+ * drops the pointer, and the text would stay in memory (and in
+ * /proc/PID/environ, readable by processes of jobd's user). No thread
+ * exists yet, so changing the environment is safe.
+ */
+static void scrub_env_token(void) {
+    char *v = getenv("JOBD_TOKEN");
+
+    if (v)
+        explicit_bzero(v, strlen(v));
+    unsetenv("JOBD_TOKEN");
 }
 
 int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err) {
@@ -581,8 +602,7 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
         if (!cfg->token)
             goto fail;
     }
-    /* Threads do not exist yet, so this is safe; in-process tasks never see the token. */
-    unsetenv("JOBD_TOKEN");
+    scrub_env_token();
     if (!tls_cert != !tls_key) {
         fprintf(err, "jobd: --tls-cert and --tls-key go together: give both, or neither\n");
         goto fail;

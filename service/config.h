@@ -17,13 +17,13 @@
  * database. Process children switch to it before execve (exec_process.c).
  */
 struct run_as {
-    char *user;     /* the name given, owned */
-    uid_t uid;      /* the user's id */
-    gid_t gid;      /* its primary group */
-    gid_t *groups;  /* its supplementary groups (getgrouplist: includes gid), owned */
-    int n_groups;   /* entries in groups, >= 1 */
-    char *home;     /* cwd (and HOME) of jobs without a cwd: the user's home directory
-                     * when it exists, else "/"; owned */
+    char *user;    /* the name given, owned */
+    uid_t uid;     /* the user's id */
+    gid_t gid;     /* its primary group */
+    gid_t *groups; /* its supplementary groups (getgrouplist: includes gid), owned */
+    int n_groups;  /* entries in groups, >= 1 */
+    char *home;    /* cwd (and HOME) of jobs without a cwd: the user's home directory
+                    * when it exists, else "/"; owned */
 };
 
 struct config {

@@ -34,7 +34,10 @@
  * then vfork(). The child calls nothing but raw system calls (no libc
  * wrapper that a sanitizer could intercept, no malloc, no locks), stores the
  * failing step and errno in memory the parent reads once vfork returns, and
- * exits with 127 on failure. All signals are blocked across vfork so no
+ * exits with 127 on failure. With --run-as the child switches to that
+ * user (groups, gid, uid: raw calls, never glibc's set*id wrappers, which
+ * signal every thread of the process) after its limits and before chdir;
+ * a task child does the same. All signals are blocked across vfork so no
  * handler of jobd ever runs in the child; the child resets every disposition
  * to SIG_DFL (an ignored SIGPIPE must not reach the job) and unblocks them
  * just before execve. ThreadSanitizer turns vfork into fork, so under TSan
@@ -72,12 +75,14 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"    /* struct run_as */
 #include "task_impl.h" /* struct jobd_task: an executor fills it (not installed) */
 #include "jobd/task.h"
 #include "jobd/util.h"
@@ -92,6 +97,17 @@
 #endif
 #ifndef EXEC_FORK_COPIES
 #define EXEC_FORK_COPIES 0
+#endif
+
+/* The 32-bit id calls where the plain ones take 16-bit ids (i386, arm). */
+#ifdef SYS_setgroups32
+#define SYS_SETGROUPS SYS_setgroups32
+#define SYS_SETRESGID SYS_setresgid32
+#define SYS_SETRESUID SYS_setresuid32
+#else
+#define SYS_SETGROUPS SYS_setgroups
+#define SYS_SETRESGID SYS_setresgid
+#define SYS_SETRESUID SYS_setresuid
 #endif
 
 #define DEFAULT_PATH    "/usr/local/bin:/usr/bin:/bin"
@@ -172,7 +188,8 @@ struct exec_proc {
     struct attempt *done;
     char *buf; /* READ_BUF bytes */
     unsigned int max_fd;
-    uint64_t ignored_sigs; /* signals jobd ignores (bit sig-1): reset in each child */
+    uint64_t ignored_sigs;       /* signals jobd ignores (bit sig-1): reset in each child */
+    const struct run_as *run_as; /* borrowed (exec_config); NULL: children keep jobd's user */
 };
 
 /* ---- child side ---------------------------------------------------------------------------- */
@@ -181,6 +198,7 @@ enum child_step {
     STEP_OK = 0,
     STEP_SETPGID,
     STEP_SIGNALS,
+    STEP_USER,
     STEP_CHDIR,
     STEP_RLIMIT,
     STEP_STDIO,
@@ -202,9 +220,10 @@ struct child_plan {
             uint64_t cur, max; /* the kernel's struct rlimit64 */
         } lim;
     } limits[3];
-    unsigned int max_fd;     /* for closing by hand when close_range is missing */
-    int report_fd;           /* write end of the report pipe, or -1 when vfork shares memory */
-    const uint64_t *ignored; /* signals to reset before execve (bit sig-1), or NULL: all */
+    unsigned int max_fd;         /* for closing by hand when close_range is missing */
+    int report_fd;               /* write end of the report pipe, or -1 when vfork shares memory */
+    const uint64_t *ignored;     /* signals to reset before execve (bit sig-1), or NULL: all */
+    const struct run_as *run_as; /* the user to switch to, or NULL: stay jobd's */
 };
 
 /* What went wrong in the child: a step, its errno, and a detail (the limit's index). */
@@ -280,8 +299,31 @@ static int child_close_from(unsigned int lo, int keep, unsigned int max_fd) {
 }
 
 /*
+ * Switch the child to the --run-as user: its supplementary groups, then its
+ * group, then its user (real, effective and saved ids alike, so there is no
+ * way back). Raw system calls only: glibc's setgroups, setgid and setuid
+ * wrappers signal every thread of the process to change them all, which
+ * must not happen in a vfork child sharing jobd's memory. The kernel call
+ * changes the calling thread only, which is the whole child. The groups
+ * array was built in the parent. Return 0 (also when there is no run-as
+ * user), or -1 with errno.
+ */
+static int child_switch_user(const struct run_as *ra) {
+    if (ra == NULL)
+        return 0;
+    if (syscall(SYS_SETGROUPS, (long)ra->n_groups, ra->groups) < 0 ||
+        syscall(SYS_SETRESGID, (long)ra->gid, (long)ra->gid, (long)ra->gid) < 0 ||
+        syscall(SYS_SETRESUID, (long)ra->uid, (long)ra->uid, (long)ra->uid) < 0)
+        return -1;
+    return 0;
+}
+
+/*
  * The child between vfork and execve. Only raw system calls: they are
- * async-signal-safe and no sanitizer intercepts them.
+ * async-signal-safe and no sanitizer intercepts them. Limits are set while
+ * the child may still raise them (so they mean the same with --run-as), the
+ * user is switched before chdir (so the job's cwd is checked with the job's
+ * rights).
  */
 static _Noreturn void child_run(const struct child_plan *p, volatile struct child_report *rep) {
     if (syscall(SYS_setpgid, 0, 0) < 0)
@@ -290,13 +332,16 @@ static _Noreturn void child_run(const struct child_plan *p, volatile struct chil
     if (child_reset_signals_in(p->ignored) < 0)
         child_fail(p, rep, STEP_SIGNALS, errno, 0);
 
-    if (syscall(SYS_chdir, p->cwd) < 0)
-        child_fail(p, rep, STEP_CHDIR, errno, 0);
-
     for (int i = 0; i < p->n_limits; i++) {
         if (syscall(SYS_prlimit64, 0, p->limits[i].resource, &p->limits[i].lim, NULL) < 0)
             child_fail(p, rep, STEP_RLIMIT, errno, i);
     }
+
+    if (child_switch_user(p->run_as) < 0)
+        child_fail(p, rep, STEP_USER, errno, 0);
+
+    if (syscall(SYS_chdir, p->cwd) < 0)
+        child_fail(p, rep, STEP_CHDIR, errno, 0);
 
     for (int i = 0; i < 3; i++) {
         if (syscall(SYS_dup3, p->fds[i], i, 0) < 0)
@@ -457,6 +502,16 @@ static _Noreturn void task_child_run(const struct task_plan *tp) {
         task_child_fail(tp, STEP_SETPGID, errno, 0);
     if (child_reset_signals_in(NULL) < 0)
         task_child_fail(tp, STEP_SIGNALS, errno, 0);
+    /*
+     * As for a command, before chdir. The child then holds a copy of jobd's
+     * memory (tokens, TLS key) as another user: keep it non-dumpable (the
+     * kernel does so when the ids change, unless fs.suid_dumpable is 1), so
+     * that user's other processes cannot ptrace it or read its memory.
+     */
+    if (child_switch_user(p->run_as) < 0)
+        task_child_fail(tp, STEP_USER, errno, 0);
+    if (p->run_as != NULL && prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L) < 0)
+        task_child_fail(tp, STEP_USER, errno, 0);
     if (p->cwd != NULL && chdir(p->cwd) < 0)
         task_child_fail(tp, STEP_CHDIR, errno, 0);
     /* Sources are all >= 4 but fds[0] (/dev/null, >= 3), which is placed before fd 3 is. */
@@ -815,6 +870,10 @@ static void describe_child_failure(const struct child_plan *p, const struct chil
     case STEP_SIGNALS:
         snprintf(err, len, "cannot reset signals: %s", why);
         break;
+    case STEP_USER:
+        snprintf(err, len, "cannot switch to user %s (uid %u): %s",
+                 p->run_as ? p->run_as->user : "?", p->run_as ? (unsigned)p->run_as->uid : 0U, why);
+        break;
     case STEP_CHDIR:
         snprintf(err, len, "cannot change directory to %s: %s", p->cwd, why);
         break;
@@ -922,6 +981,7 @@ static int spawn_task(struct exec_proc *ep, struct attempt *a, char *err, size_t
         return -1;
     }
     tp.base.max_fd = ep->max_fd;
+    tp.base.run_as = ep->run_as;
     plan_limits(&tp.base, spec);
 
     /* Parent ends non-blocking; child ends moved above 3 so dup3 onto 0..3 clobbers none. */
@@ -1053,6 +1113,7 @@ static int spawn(struct exec_proc *ep, struct attempt *a, char *err, size_t errl
     plan.max_fd = ep->max_fd;
     plan.report_fd = -1;
     plan.ignored = &ep->ignored_sigs;
+    plan.run_as = ep->run_as;
     plan_limits(&plan, spec);
 
     /* Pipes: parent ends non-blocking, child ends moved above 2. All close-on-exec. */
@@ -1583,10 +1644,13 @@ int exec_proc_create(const struct exec_config *cfg, const struct exec_callbacks 
     ep->ctx = ctx;
     ep->out_dir = strdup(cfg->out_dir);
     ep->path_env = strdup(cfg->path_env ? cfg->path_env : DEFAULT_PATH);
-    ep->default_cwd = cfg->default_cwd ? strdup(cfg->default_cwd) : NULL;
+    ep->run_as = cfg->run_as;
+    /* jobd's own default (its data directory) is closed to the run-as user. */
+    const char *dflt_cwd = cfg->run_as ? cfg->run_as->home : cfg->default_cwd;
+    ep->default_cwd = dflt_cwd ? strdup(dflt_cwd) : NULL;
     ep->buf = malloc(READ_BUF);
     if (ep->out_dir == NULL || ep->path_env == NULL || ep->buf == NULL ||
-        (cfg->default_cwd && ep->default_cwd == NULL))
+        (dflt_cwd && ep->default_cwd == NULL))
         goto fail;
     if ((rc = pthread_mutex_init(&ep->lock, NULL)) != 0) {
         rc = -rc;

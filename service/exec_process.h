@@ -4,8 +4,9 @@
  * through callbacks. It never decides a job's state: the scheduler does.
  *
  * One executor thread owns everything here: it spawns children (in a vfork
- * child that only calls async-signal-safe functions: setpgid, chdir,
- * setrlimit, dup2, close_range, execve), drains stdout and stderr of every
+ * child that only calls async-signal-safe functions: setpgid, setrlimit,
+ * setgroups/setresgid/setresuid for --run-as, chdir, dup2, close_range,
+ * execve), drains stdout and stderr of every
  * child together through epoll into output writers, writes stdin from
  * memory, reaps exits through pidfds, and runs timeouts and kill-grace
  * timers. Other threads talk to it only through exec_proc_start and

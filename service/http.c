@@ -39,8 +39,10 @@
 #include "metrics.h"
 #include "timers.h"
 
-#define MAX_HEADERS 6
-#define MAX_SEGS    8
+/* GnuTLS priorities of HTTPS: its defaults, but TLS 1.2 and 1.3 only. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define MAX_HEADERS    6
+#define MAX_SEGS       8
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -90,7 +92,7 @@ struct http_req {
     bool suspended;
     bool wake_pending;
     struct timer timer;
-    int64_t deadline; /* 0: none */
+    int64_t deadline;      /* 0: none */
     struct timespec began; /* for the latency metric */
     unsigned status;       /* of the answer queued, 0 before */
 
@@ -591,8 +593,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       (double)(now.tv_nsec - req->began.tv_nsec) / 1e9;
         metrics_http(req->route, req->status, secs);
         if (req->status >= 500)
-            log_warn("http: request %llu %s answered %u after %.3f s",
-                     (unsigned long long)req->id, req->method, req->status, secs);
+            log_warn("http: request %llu %s answered %u after %.3f s", (unsigned long long)req->id,
+                     req->method, req->status, secs);
         req_free(req);
     }
     *con_cls = NULL;
@@ -709,9 +711,29 @@ int http_start(const struct http_config *cfg, struct http_server **out) {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *info;
+    struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
+    bool use_tls = cfg->tls_cert != NULL;
 
     if (!srv)
         return -ENOMEM;
+    if (use_tls) {
+        if (!cfg->tls_key) {
+            log_error("http: a TLS certificate needs its key");
+            free(srv);
+            return -EINVAL;
+        }
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            log_error("http: this libmicrohttpd was built without TLS: cannot serve HTTPS");
+            free(srv);
+            return -ENOTSUP;
+        }
+        /* MHD wants PEM text, not file names; it does not change them (the casts drop const). */
+        flags |= MHD_USE_TLS;
+        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert};
+        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key};
+        tls[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES};
+        tls[3] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
     srv->cfg = *cfg;
     pthread_mutex_init(&srv->lock, NULL);
     memset(&ss, 0, sizeof ss);
@@ -733,10 +755,15 @@ int http_start(const struct http_config *cfg, struct http_server **out) {
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->connection_timeout, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!srv->daemon) {
         int err = errno ? errno : EADDRINUSE;
-        log_error("http: cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(err));
+        if (use_tls)
+            log_error("http: cannot serve HTTPS on %s:%d (%s); if the address is free, the TLS "
+                      "certificate or key was refused (see above: both PEM, and a matching pair)",
+                      cfg->host, cfg->port, strerror(err));
+        else
+            log_error("http: cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(err));
         pthread_mutex_destroy(&srv->lock);
         free(srv);
         return -err;

@@ -50,6 +50,12 @@ struct http_config {
     size_t n_routes;
     void *app; /* handed to handlers through http_app */
     struct timers *timers;
+    /*
+     * HTTPS: PEM text (not paths) of the certificate chain and its private
+     * key, borrowed until http_stop; both NULL for plain HTTP.
+     */
+    const char *tls_cert;
+    const char *tls_key;
 };
 
 #define HTTP_MAX_PARAMS 4

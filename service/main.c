@@ -176,18 +176,23 @@ int main(int argc, char **argv) {
     hc.n_routes = api_n_routes;
     hc.app = &app;
     hc.timers = timers;
+    hc.tls_cert = cfg.tls_cert;
+    hc.tls_key = cfg.tls_key;
     rc = http_start(&hc, &http);
     if (rc < 0)
         goto out;
 
     if (strchr(cfg.listen_host, ':'))
-        printf("jobd: listening on http://[%s]:%d\n", cfg.listen_host, http_port(http));
+        printf("jobd: listening on %s://[%s]:%d\n", cfg.tls_cert ? "https" : "http",
+               cfg.listen_host, http_port(http));
     else
-        printf("jobd: listening on http://%s:%d\n", cfg.listen_host, http_port(http));
+        printf("jobd: listening on %s://%s:%d\n", cfg.tls_cert ? "https" : "http", cfg.listen_host,
+               http_port(http));
     printf("jobd: data in %s\n", cfg.data_dir);
     fflush(stdout);
-    log_info("jobd %s started (max-procs %d, threads %d, auth %s)", JOBD_VERSION, cfg.max_procs,
-             cfg.threads, cfg.token ? "on" : "off");
+    log_info("jobd %s started (max-procs %d, threads %d, auth %s, tls %s, jobs run as %s)",
+             JOBD_VERSION, cfg.max_procs, cfg.threads, cfg.token ? "on" : "off",
+             cfg.tls_cert ? "on" : "off", cfg.run_as ? cfg.run_as->user : "jobd's user");
 
     while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
         log_info("jobd: SIGHUP ignored");

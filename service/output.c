@@ -194,8 +194,12 @@ int output_writer_append(struct output_writer *w, const void *buf, size_t len) {
         w->mem_len = 0;
         w->total -= (int64_t)m;
         int rc = append_file(w, w->mem, m);
-        if (rc < 0)
+        if (rc < 0) {
+            /* This chunk is dropped too, but it was written by the job: count it. */
+            w->total += (int64_t)len;
+            w->truncated = true;
             return rc;
+        }
     }
     return append_file(w, buf, len);
 }

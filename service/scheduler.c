@@ -1180,6 +1180,9 @@ static void on_exited(void *ctx, int64_t num, const struct exec_result *res) {
     case EXEC_EXITED:
         if (res->exit_code == 0 && res->signal == 0) {
             to = JOBD_SUCCEEDED;
+            /* Succeeded, yet something to say (output lost on a full disk, a task's note). */
+            if (res->error[0])
+                set_error(j, "%s", res->error);
         } else if (j->cancel_requested) {
             to = JOBD_CANCELLED;
             set_error(j, "cancelled");
@@ -1780,7 +1783,10 @@ static int recover_row(void *arg, const struct store_row *row) {
     return change_job(s, j, CH_UPDATE, NULL, NULL);
 }
 
+static void wait_until(struct sched *s, int64_t deadline);
+
 int sched_start(struct sched *s) {
+    int64_t deadline;
     int rc;
 
     pthread_mutex_lock(&s->lock);
@@ -1799,6 +1805,13 @@ int sched_start(struct sched *s) {
         return -rc;
     }
     s->thread_started = true;
+    /*
+     * Let recovery's changes ("interrupted", requeued) commit before anyone
+     * can ask: HTTP starts after this returns.
+     */
+    deadline = jobd_mono_ms() + 30000;
+    while (s->pending > 0 && jobd_mono_ms() < deadline)
+        wait_until(s, deadline);
     dispatch(s);
     pthread_mutex_unlock(&s->lock);
     return 0;

@@ -131,6 +131,9 @@ static int sqlite_errno(int rc) {
         return -EACCES;
     case SQLITE_CANTOPEN:
         return -ENOENT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
     default:
         return -EIO;
     }
@@ -900,9 +903,8 @@ static void *writer_main(void *arg) {
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (store_commit_hook != NULL)
-            store_commit_hook((double)(t1.tv_sec - t0.tv_sec) +
-                                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
-                              (int)n);
+            store_commit_hook(
+                (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, (int)n);
         if (err == 0) {
             atomic_fetch_add(&st->commits, 1);
             delay = 0;
@@ -1569,4 +1571,19 @@ out:
     read_done(r->get_output);
     reader_put(r);
     return ret;
+}
+
+const char *store_strerror(int status) {
+    switch (status) {
+    case -ENOSPC:
+        return "the disk is full";
+    case -EBUSY:
+        return "the database is locked by another process";
+    case -EACCES:
+        return "the database cannot be written";
+    case -ENOMEM:
+        return "out of memory";
+    default:
+        return strerror(-status);
+    }
 }

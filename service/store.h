@@ -188,6 +188,9 @@ int store_load_active(struct store *st, int (*fn)(void *arg, const struct store_
 int store_load_expired(struct store *st, int64_t before_ms, int limit,
                        int (*fn)(void *arg, const struct store_row *row), void *arg);
 
+/* A store failure in words, for answers and logs ("the disk is full"). */
+const char *store_strerror(int status);
+
 /*
  * Test seam: when set, the writer calls this before COMMIT and, if it returns
  * a negative errno, fails the transaction with it (as a full disk would).
