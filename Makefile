@@ -3,14 +3,15 @@
 #   make test       the same build, then every test (CTest)
 #   make test-asan  the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-tsan  unit and thread-heavy tests under ThreadSanitizer
+#   make fuzz       the libFuzzer targets, FUZZ_SECONDS each (tests/fuzz/README.md)
 #   make bench      the benchmarks (tests/bench/README.md)
 BUILD    ?= build
 JOBS     ?= $(shell nproc)
 DEB_PKGS := build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev \
-            libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 procps wrk
+            libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 procps wrk openssl
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test test-asan test-tsan bench format format-check clean
+.PHONY: all deps build run test test-asan test-tsan fuzz bench format format-check clean
 
 all: build
 
@@ -52,6 +53,13 @@ test-tsan: deps
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --output-on-failure -j $(JOBS) -R '^(unit\.|integration\.(tasks|batches|concurrency))'
 
+# libFuzzer targets under ASan+UBSan (clang), FUZZ_SECONDS each (default 60); tests/fuzz/README.md
+fuzz: deps
+	@command -v clang >/dev/null && dpkg-query -W libclang-rt-14-dev >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang libclang-rt-14-dev; }
+	tests/fuzz/run.sh
+
 # Formatting: the repository's .clang-format, checked in CI.
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
@@ -67,4 +75,4 @@ bench: build
 	tests/bench/run.sh
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

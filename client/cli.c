@@ -107,6 +107,7 @@ enum opt_id {
     O_HELP,
     O_SERVER,
     O_TOKEN,
+    O_CACERT,
     O_JSON,
     O_CONNECT_TIMEOUT,
     O_VERSION,
@@ -163,6 +164,8 @@ static const struct opt opts[] = {
     {O_SERVER, "server", 0, "URL", GLOBAL_CMDS,
      "jobd to talk to (default: $JOBD_URL, else " JOBCTL_DEFAULT_URL ")"},
     {O_TOKEN, "token", 0, "TOKEN", GLOBAL_CMDS, "bearer token (default: $JOBD_TOKEN)"},
+    {O_CACERT, "cacert", 0, "FILE", GLOBAL_CMDS,
+     "CA certificates (PEM) of an https:// server (default: $JOBD_CACERT)"},
     {O_JSON, "json", 0, NULL, GLOBAL_CMDS, "print JSON documents instead of text"},
     {O_CONNECT_TIMEOUT, "connect-timeout", 0, "S", GLOBAL_CMDS,
      "give up connecting after S seconds (default 10)"},
@@ -231,7 +234,8 @@ static const char exit_text[] =
     "   2  usage: bad command line\n"
     "  65  invalid job spec, batch file or parameter (the field or line is shown)\n"
     "  66  no such job or batch, or an input file cannot be read\n"
-    "  69  cannot connect to jobd, or it did not answer in time\n"
+    "  69  cannot connect to jobd, it did not answer in time, or TLS failed\n"
+    "      (its certificate is not trusted: see --cacert)\n"
     "  70  server error, or an answer jobctl does not understand\n"
     "  71  local failure (out of memory)\n"
     "  75  try again later: queue full or jobd shutting down; the --timeout of\n"
@@ -245,7 +249,8 @@ static const char exit_text[] =
 static const char overview_text[] =
     "jobctl runs and watches jobs on a jobd server: `jobctl run -- make test` runs\n"
     "the command remotely as if it ran here. It talks to --server (or $JOBD_URL,\n"
-    "default " JOBCTL_DEFAULT_URL ") with --token (or $JOBD_TOKEN).\n";
+    "default " JOBCTL_DEFAULT_URL ") with --token (or $JOBD_TOKEN); an https://\n"
+    "server's certificate is checked against --cacert (or $JOBD_CACERT).\n";
 
 const char *cli_cmd_name(enum cli_cmd cmd) {
     for (size_t i = 0; i < N_COMMANDS; i++)
@@ -309,8 +314,10 @@ void cli_help(FILE *out, enum cli_cmd cmd) {
         help_opts(out, B(CMD_NONE), true);
         help_opts(out, B(CMD_NONE), false);
         fputs("\nEnvironment:\n"
-              "  JOBD_URL    the server, when --server is not given\n"
-              "  JOBD_TOKEN  the bearer token, when --token is not given\n"
+              "  JOBD_URL     the server, when --server is not given\n"
+              "  JOBD_TOKEN   the bearer token, when --token is not given\n"
+              "  JOBD_CACERT  the CA file of an https:// server, when --cacert is not given\n"
+              "               (neither: the system's CAs)\n"
               "\nExit status:\n",
               out);
         fputs(exit_text, out);
@@ -396,6 +403,8 @@ void cli_man(FILE *out) {
     man_opts(out, B(CMD_NONE), false);
     fputs(".SH ENVIRONMENT\n.TP\n.B JOBD_URL\nthe server, when \\-\\-server is not given\n"
           ".TP\n.B JOBD_TOKEN\nthe bearer token, when \\-\\-token is not given\n"
+          ".TP\n.B JOBD_CACERT\nthe CA file of an https:// server, when \\-\\-cacert is not "
+          "given\n"
           ".SH EXIT STATUS\n.nf\n",
           out);
     roff(out, exit_text);
@@ -544,6 +553,9 @@ static int apply(struct cli *c, const struct opt *o, const char *v, char *msg, s
         break;
     case O_TOKEN:
         c->token = v;
+        break;
+    case O_CACERT:
+        c->cacert = v;
         break;
     case O_JSON:
         c->json = true;

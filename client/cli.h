@@ -72,6 +72,7 @@ struct cli {
     /* global */
     const char *server; /* NULL: JOBD_URL, then the default */
     const char *token;  /* NULL: JOBD_TOKEN */
+    const char *cacert; /* --cacert FILE; NULL: JOBD_CACERT, then the system's CAs */
     bool json;
     double connect_timeout; /* seconds; 0: the library's default */
     /* the job (run, submit) */

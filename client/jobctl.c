@@ -92,8 +92,14 @@ static int report(const struct jobd_client_error *e) {
         fprintf(stderr, "jobctl: not found: %s\n", e->detail[0] ? e->detail : e->message);
         break;
     case EXIT_UNAVAILABLE:
-        fprintf(stderr, "jobctl: %s (is jobd running there? see --server or JOBD_URL)\n",
-                e->message);
+        if (e->kind == JOBD_CLIENT_ERR_TLS)
+            fprintf(stderr,
+                    "jobctl: %s (check that jobd serves https there, and give the CA of its "
+                    "certificate with --cacert FILE or JOBD_CACERT)\n",
+                    e->message);
+        else
+            fprintf(stderr, "jobctl: %s (is jobd running there? see --server or JOBD_URL)\n",
+                    e->message);
         break;
     case EXIT_TEMPFAIL:
         if (e->retry_after > 0)
@@ -822,6 +828,7 @@ int main(int argc, char **argv) {
     if (!o.url || !*o.url)
         o.url = JOBCTL_DEFAULT_URL;
     o.token = cli.token ? cli.token : getenv("JOBD_TOKEN");
+    o.ca_file = cli.cacert ? cli.cacert : getenv("JOBD_CACERT");
     o.connect_timeout_ms = (long)(cli.connect_timeout * 1000);
     o.user_agent = "jobctl/" JOBD_VERSION;
     c = jobd_client_new(&o, &err);

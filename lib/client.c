@@ -35,6 +35,7 @@ struct jobd_client {
     char *url;  /* base, no trailing slash */
     char *auth; /* "Authorization: Bearer ..." or NULL */
     char *ua;
+    char *ca_file; /* CURLOPT_CAINFO, or NULL: the system's store */
     long connect_ms, timeout_ms;
     CURL *easy;
     char errbuf[CURL_ERROR_SIZE];
@@ -209,6 +210,11 @@ struct jobd_client *jobd_client_new(const struct jobd_client_options *opts,
     c->ua = strdup(opts->user_agent ? opts->user_agent : "jobd-client/" JOBD_VERSION);
     if (!c->ua)
         goto nomem;
+    if (opts->ca_file && *opts->ca_file) {
+        c->ca_file = strdup(opts->ca_file);
+        if (!c->ca_file)
+            goto nomem;
+    }
     c->connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DEFAULT_CONNECT_MS;
     c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     c->easy = curl_easy_init();
@@ -232,6 +238,7 @@ void jobd_client_free(struct jobd_client *c) {
     free(c->url);
     free(c->auth);
     free(c->ua);
+    free(c->ca_file);
     free(c);
 }
 
@@ -241,8 +248,9 @@ const char *jobd_client_url(const struct jobd_client *c) {
 
 /*
  * Set what every request of ours needs on an easy handle: no signals,
- * timeouts (timeout_ms 0: none), http(s) only, keepalive, and headers.
- * Return 0 or the first failing CURLcode.
+ * timeouts (timeout_ms 0: none), http(s) only, keepalive, headers, and the
+ * CA file that verifies an https:// server (peer and host checks stay on,
+ * as libcurl's defaults are). Return 0 or the first failing CURLcode.
  */
 static CURLcode setup_easy(struct jobd_client *c, CURL *e, const char *url, long timeout_ms,
                            struct curl_slist *hdrs, char *errbuf) {
@@ -264,6 +272,10 @@ static CURLcode setup_easy(struct jobd_client *c, CURL *e, const char *url, long
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_TCP_KEEPIDLE, 30L);
     SET(CURLOPT_TCP_KEEPINTVL, 10L);
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    if (c->ca_file)
+        SET(CURLOPT_CAINFO, c->ca_file);
 #undef SET
     errbuf[0] = '\0';
     return rc;
@@ -316,6 +328,23 @@ static int transport_error(struct jobd_client *c, CURLcode rc, const char *errbu
         break;
     case CURLE_OUT_OF_MEMORY:
         return fail(err, JOBD_CLIENT_ERR_NOMEM, -ENOMEM, "out of memory");
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_USE_SSL_FAILED:
+        if (err)
+            err->curl_code = (int)rc;
+        if (rc == CURLE_PEER_FAILED_VERIFICATION)
+            return fail(err, JOBD_CLIENT_ERR_TLS, -EIO,
+                        "TLS: cannot verify the certificate of %s: %s", c->url, why);
+        return fail(err, JOBD_CLIENT_ERR_TLS, -EIO, "TLS with %s failed: %s", c->url, why);
     default:
         code = -EIO;
     }

@@ -165,9 +165,12 @@ static void create_first(struct http_req *req, struct batch_req *br) {
         bad_body(req, NULL, "the body must be an object {\"jobs\": [spec, ...], ...}");
         goto out;
     }
-    json_object_foreach(in, key, v) {
-        if (strcmp(key, "jobs") != 0 && strcmp(key, "concurrency") != 0 &&
-            strcmp(key, "name") != 0) {
+    for (void *it = json_object_iter(in); it; it = json_object_iter_next(in, it)) {
+        key = json_object_iter_key(it);
+        /* A key with a NUL in it ("jobs\u0000x") is none of ours. */
+        if ((strcmp(key, "jobs") != 0 && strcmp(key, "concurrency") != 0 &&
+             strcmp(key, "name") != 0) ||
+            strlen(key) != json_object_iter_key_len(it)) {
             bad_body(req, key, "unknown field");
             goto out;
         }

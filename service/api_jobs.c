@@ -164,7 +164,41 @@ static void internal(struct http_req *req, int rc) {
 
 /* ---- validation beyond the spec's own rules ---- */
 
+/* Depth of a JSON value (a scalar is 1), stopping early past `limit`. */
+static int json_depth(const json_t *v, int limit) {
+    int deepest = 0;
+
+    if (limit <= 0)
+        return 1;
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) {
+            int d = json_depth(e, limit - 1);
+            if (d > deepest)
+                deepest = d;
+            if (deepest >= limit)
+                break;
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *e;
+        json_object_foreach((json_t *)v, k, e) {
+            int d = json_depth(e, limit - 1);
+            if (d > deepest)
+                deepest = d;
+            if (deepest >= limit)
+                break;
+        }
+    }
+    return deepest + 1;
+}
+
+#define MAX_ARGS_DEPTH 512 /* nesting of a task's args; the store's JSON functions stop at 2000 */
+
 int api_check_spec(const struct jobd_spec *spec, struct jobd_error *err) {
+    if (spec->args && json_depth(spec->args, MAX_ARGS_DEPTH + 1) > MAX_ARGS_DEPTH)
+        return jobd_error_set(err, "args", "is nested more than %d levels deep", MAX_ARGS_DEPTH);
     if (spec->kind == JOBD_SPEC_TASK && jobd_task_check_spec(spec->task, spec->args, err) < 0)
         return -EINVAL;
     if (spec->executor == JOBD_EXEC_REMOTE)

@@ -619,7 +619,8 @@ static void signal_group(pid_t pgid, int sig) {
 static int64_t seconds_to_ms(double s) {
     if (s <= 0)
         return 0;
-    return (int64_t)(s * 1000.0 + 0.5);
+    int64_t ms = (int64_t)(s * 1000.0 + 0.5);
+    return ms > 0 ? ms : 1; /* a tiny timeout is still a timeout, not "none" */
 }
 
 /*

@@ -77,7 +77,8 @@ struct exec_thread {
 };
 
 static int64_t sec_ms(double s) {
-    return (int64_t)(s * 1000.0 + 0.5);
+    int64_t ms = (int64_t)(s * 1000.0 + 0.5);
+    return s > 0 && ms == 0 ? 1 : ms; /* a tiny timeout is still a timeout */
 }
 
 static void cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline) {

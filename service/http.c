@@ -43,6 +43,16 @@
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define MAX_HEADERS    6
 #define MAX_SEGS       8
+/*
+ * libmicrohttpd's memory per connection (headers, query arguments, read
+ * buffer). Its 32 KiB default cannot hold a request with a few hundred query
+ * arguments, and a request that overflows it gets no answer at all. Pages are
+ * only touched as a request needs them.
+ */
+#define HTTP_CONN_MEMORY (1024 * 1024)
+#define MAX_URI_BYTES    65536 /* longer: 414 */
+#define MAX_HEADER_BYTES 32768 /* all header names and values together; more: 431 */
+#define MAX_HEADER_COUNT 100   /* more headers: 431 */
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -57,6 +67,8 @@ struct http_server {
 struct http_req {
     struct http_server *srv;
     struct MHD_Connection *conn;
+    char *raw_path; /* the path as sent (before percent-decoding), from the URI log callback */
+    bool begun;     /* the headers' call has been handled */
     uint64_t id;
     const struct http_route *route;
     char method[16];
@@ -259,6 +271,31 @@ static bool json_content_type(const char *ct) {
     return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
 }
 
+struct header_tally {
+    size_t bytes, count;
+};
+
+static enum MHD_Result tally_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value) {
+    struct header_tally *t = cls;
+
+    t->bytes += strlen(key) + (value ? strlen(value) : 0);
+    t->count++;
+    return MHD_YES;
+}
+
+/* Too many or too big headers: 431, as problem+json (the first check wins over routing). */
+static void check_header_size(struct http_req *req) {
+    struct header_tally t = {0, 0};
+
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, tally_header, &t);
+    if (t.bytes > MAX_HEADER_BYTES || t.count > MAX_HEADER_COUNT) {
+        req->early_status = 0;
+        req_early(req, 431, "headers-too-large", "Request header fields too large", NULL,
+                  "at most 100 headers of 32768 bytes in all");
+    }
+}
+
 static int64_t body_limit(const struct http_req *req) {
     const struct http_config *cfg = &req->srv->cfg;
 
@@ -397,6 +434,9 @@ static void answer_early(struct http_req *req) {
         http_add_header(req, "WWW-Authenticate", "Bearer");
     if (req->early_status == 503)
         http_add_header(req, "Retry-After", "5");
+    /* After a request too big to read, the connection's state is not worth keeping. */
+    if (req->early_status == 414 || req->early_status == 431)
+        http_add_header(req, "Connection", "close");
     http_problem(req, req->early_status, req->early_slug, req->early_title, req->early_field, "%s",
                  req->early_detail);
 }
@@ -557,6 +597,7 @@ static struct http_req *req_new(struct http_server *srv, struct MHD_Connection *
 static void req_free(struct http_req *req) {
     struct http_server *srv = req->srv;
 
+    free(req->raw_path);
     /* First stop everyone who could still wake us, then unlink, then free. */
     if (req->state_free && req->state)
         req->state_free(req->state);
@@ -582,9 +623,93 @@ static void req_free(struct http_req *req) {
     free(req);
 }
 
+/*
+ * Called with the request's URI as sent, before anything is decoded: make
+ * the request here, keeping its raw path for routing.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    struct http_server *srv = cls;
+    struct http_req *req = req_new(srv, conn, "");
+
+    if (req) {
+        size_t n = strcspn(uri, "?");
+        req->raw_path = strndup(uri, n);
+        if (strlen(uri) > MAX_URI_BYTES)
+            req_early(req, 414, "uri-too-long", "URI too long", NULL,
+                      "the request target is longer than 65536 bytes");
+    }
+    return req;
+}
+
+/*
+ * A deadline for each request to arrive whole (headers and body), so a
+ * client that sends a byte now and then cannot hold a connection for ever:
+ * libmicrohttpd's timeout only counts idle time. Armed when a connection
+ * opens and again after each answer; a request that has arrived disarms it.
+ * The guard belongs to the connection (its socket context).
+ */
+struct conn_guard {
+    struct http_server *srv;
+    int fd;
+    struct timer timer;
+};
+
+static void guard_fire(void *arg) {
+    struct conn_guard *g = arg;
+
+    /* Runs under the timers lock, which the closing callback takes first. */
+    (void)shutdown(g->fd, SHUT_RDWR);
+}
+
+static struct conn_guard *guard_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void guard_arm(struct conn_guard *g) {
+    if (g)
+        timers_add(g->srv->cfg.timers, &g->timer,
+                   jobd_mono_ms() + (int64_t)g->srv->cfg.connection_timeout * 1000, guard_fire, g);
+}
+
+static void guard_disarm(struct conn_guard *g) {
+    if (g)
+        timers_cancel(g->srv->cfg.timers, &g->timer);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    struct http_server *srv = cls;
+    struct conn_guard *g = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        g = calloc(1, sizeof *g);
+        if (!g || !ci) {
+            free(g);
+            return;
+        }
+        g->srv = srv;
+        g->fd = ci->connect_fd;
+        timer_init(&g->timer);
+        *socket_context = g;
+        guard_arm(g);
+    } else if (g) {
+        guard_disarm(g);
+        free(g);
+        *socket_context = NULL;
+    }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     struct http_req *req = *con_cls;
+
+    /* The next request on this connection gets a deadline of its own. */
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        guard_arm(guard_of(conn));
 
     if (req) {
         struct timespec now;
@@ -606,13 +731,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct http_server *srv = cls;
     struct http_req *req = *con_cls;
 
-    if (!req) {
-        req = req_new(srv, conn, method);
-        if (!req)
-            return MHD_NO;
-        *con_cls = req;
-        route_request(req, url);
-        check_auth(req, url);
+    if (!req || !req->begun) {
+        if (!req) {
+            req = req_new(srv, conn, method);
+            if (!req)
+                return MHD_NO;
+            *con_cls = req;
+        }
+        req->begun = true;
+        snprintf(req->method, sizeof req->method, "%s", method);
+        /*
+         * Route on the path as sent: decoded, "j1%2Fstdout" would read as two
+         * segments and "%2F" would become a separator it is not.
+         */
+        route_request(req, req->raw_path ? req->raw_path : url);
+        check_auth(req, req->raw_path ? req->raw_path : url);
+        check_header_size(req);
         check_body_headers(req);
         if (req->body_too_large && !req->early_status) {
             /* Declared too large: answer now; MHD closes the connection after it. */
@@ -651,6 +785,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    /* The request has arrived whole: it may now take as long as it needs. */
+    guard_disarm(guard_of(conn));
     if (req->responded)
         return MHD_YES;
     if (req->early_status) {
@@ -751,7 +887,9 @@ int http_start(const struct http_config *cfg, struct http_server **out) {
     }
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_SOCK_ADDR, &ss,
+        mhd_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_URI_LOG_CALLBACK,
+        on_uri, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->connection_timeout, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,

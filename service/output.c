@@ -51,10 +51,23 @@ struct output_writer {
     bool truncated;
     bool finished;
     bool fresh;     /* no earlier attempt's file can exist */
-    bool inline_ok; /* small streams may stay in memory (the cap allows it) */
+    bool inline_ok; /* small streams may stay in memory (inline_fits the cap) */
     char *mem;      /* the inline bytes, while no file exists */
     size_t mem_len;
 };
+
+/*
+ * Whether a stream under this cap may be kept in memory. Readers are shown
+ * every inline byte (readable is the inline length), so the inline bytes
+ * must stay where they are in the final file: they must fit in the head,
+ * which the cap never drops. With a head shorter than OUTPUT_INLINE_MAX, a
+ * stream kept inline past its head would, on spilling, take back bytes
+ * readers had already been shown (readable falls to the head) and then
+ * overwrite them with the tail.
+ */
+static bool inline_fits(int64_t cap) {
+    return cap <= 0 || cap / 2 >= OUTPUT_INLINE_MAX;
+}
 
 const void *output_writer_inline(const struct output_writer *w, size_t *len) {
     if (w->fd >= 0 || w->mem_len == 0 || w->err < 0) {
@@ -66,7 +79,7 @@ const void *output_writer_inline(const struct output_writer *w, size_t *len) {
 }
 
 void output_writer_set_inline(struct output_writer *w, bool on) {
-    w->inline_ok = on && (w->cap <= 0 || w->cap >= OUTPUT_INLINE_MAX);
+    w->inline_ok = on && inline_fits(w->cap);
 }
 
 void output_writer_set_fresh(struct output_writer *w) {
@@ -95,7 +108,7 @@ struct output_writer *output_writer_open(const char *dir, const char *id, enum o
         w->head = cap / 2;
         w->tail = cap - w->head;
     }
-    w->inline_ok = cap <= 0 || cap >= OUTPUT_INLINE_MAX;
+    w->inline_ok = inline_fits(cap);
     return w;
 }
 

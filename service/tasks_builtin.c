@@ -65,14 +65,14 @@ static int fail(char *field, size_t field_len, char *msg, size_t msg_len, const 
 /* Reject the first key of `obj` that is not in the NULL-terminated list `names`. */
 static int check_fields(const json_t *obj, const char *const *names, char *field, size_t field_len,
                         char *msg, size_t msg_len) {
-    const char *key;
-    json_t *v;
-
-    json_object_foreach((json_t *)obj, key, v) {
+    for (void *it = json_object_iter((json_t *)obj); it;
+         it = json_object_iter_next((json_t *)obj, it)) {
+        const char *key = json_object_iter_key(it);
         const char *const *n = names;
         while (*n != NULL && strcmp(*n, key) != 0)
             n++;
-        if (*n == NULL)
+        /* A key with a NUL in it ("seconds\u0000x") is not "seconds". */
+        if (*n == NULL || strlen(key) != json_object_iter_key_len(it))
             return fail(field, field_len, msg, msg_len, key, "unknown field");
     }
     return 0;

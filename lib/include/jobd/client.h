@@ -31,7 +31,8 @@
  *   -ENOMEM        memory ran out
  *   -ECONNREFUSED  the server could not be reached (refused, no route, unknown host)
  *   -ETIMEDOUT     the connect or transfer timeout passed
- *   -EIO           another transport failure (err->curl_code, err->message)
+ *   -EIO           another transport failure (err->curl_code, err->message); kind
+ *                  JOBD_CLIENT_ERR_TLS when it was TLS (an untrusted certificate...)
  *   -EREMOTEIO     the server answered with an error status: err->status and the
  *                  problem details (type, title, detail, field) it sent
  *   -EPROTO        the server's answer is not what the API promises
@@ -67,6 +68,7 @@ enum jobd_client_errkind {
     JOBD_CLIENT_ERR_HTTP,      /* the server answered an error status: see status, title... */
     JOBD_CLIENT_ERR_PROTOCOL,  /* the answer could not be understood */
     JOBD_CLIENT_ERR_CALLBACK,  /* a callback stopped the call */
+    JOBD_CLIENT_ERR_TLS,       /* TLS failed (certificate not trusted, handshake): code -EIO */
 };
 
 /*
@@ -93,6 +95,13 @@ struct jobd_client_options {
     long connect_timeout_ms; /* 0: 10 s */
     long timeout_ms;         /* whole request, excluding long-poll waits; 0: 60 s */
     const char *user_agent;  /* NULL: "jobd-client/VERSION" */
+    /*
+     * For https:// URLs: a PEM file of the certificate authorities to trust
+     * (a self-signed server certificate is its own CA). NULL or "": the
+     * system's CA store. The server's certificate is always verified,
+     * host name or IP address included.
+     */
+    const char *ca_file;
 };
 
 /* The two output streams of a job. */
