@@ -43,6 +43,7 @@ static const char usage_text[] =
     "  --max-connections N        open connections at most (default 4096)\n"
     "  --connection-timeout SECS  idle connection timeout (default 60)\n"
     "  --log-format plain|json    log line format on stderr (default plain)\n"
+    "  --access-log               log every request (id, method, path, status, time)\n"
     "  --version                  print the version and exit\n"
     "  --help                     print this help and exit\n";
 
@@ -61,6 +62,7 @@ enum {
     OPT_MAX_CONNS,
     OPT_CONN_TIMEOUT,
     OPT_LOG_FORMAT,
+    OPT_ACCESS_LOG,
     OPT_THREADS,
     OPT_PLUGIN,
     OPT_MAX_BATCH_BODY,
@@ -86,6 +88,7 @@ static const struct option long_opts[] = {
     {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
     {"connection-timeout", required_argument, NULL, OPT_CONN_TIMEOUT},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"access-log", no_argument, NULL, OPT_ACCESS_LOG},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"plugin", required_argument, NULL, OPT_PLUGIN},
     {"max-batch-body", required_argument, NULL, OPT_MAX_BATCH_BODY},
@@ -557,6 +560,9 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
                 goto fail;
             }
             run_as = optarg;
+            break;
+        case OPT_ACCESS_LOG:
+            cfg->access_log = true;
             break;
         case OPT_LOG_FORMAT:
             if (strcmp(optarg, "json") == 0) {

@@ -717,6 +717,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         double secs = (double)(now.tv_sec - req->began.tv_sec) +
                       (double)(now.tv_nsec - req->began.tv_nsec) / 1e9;
         metrics_http(req->route, req->status, secs);
+        if (req->srv->cfg.access_log)
+            log_request((unsigned long long)req->id, req->method,
+                        req->raw_path ? req->raw_path : "?", req->status, secs);
         if (req->status >= 500)
             log_warn("http: request %llu %s answered %u after %.3f s", (unsigned long long)req->id,
                      req->method, req->status, secs);

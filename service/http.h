@@ -43,6 +43,7 @@ struct http_config {
     const char *token; /* NULL: no auth */
     int64_t max_body;
     int64_t max_big_body;
+    bool access_log; /* log_request for each request */
     int threads;
     int max_connections;
     int connection_timeout;

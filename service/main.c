@@ -168,6 +168,7 @@ int main(int argc, char **argv) {
     hc.token = cfg.token;
     hc.max_body = cfg.max_body;
     hc.max_big_body = cfg.max_batch_body;
+    hc.access_log = cfg.access_log;
     hc.threads = cfg.http_threads;
     hc.max_connections = cfg.max_connections;
     hc.connection_timeout = cfg.connection_timeout;

@@ -111,5 +111,37 @@ class EventsTest(JobdTestCase):
         self.assertIsNotNone(r.headers.get("X-Request-Id"))
 
 
+class AccessLogTest(JobdTestCase):
+    """--access-log with --log-format json: one JSON object per line, request ids, no token."""
+
+    def test_json_lines_with_request_ids_and_no_token(self):
+        token = "tok-%d-secret" % os.getpid()
+        j = self.start_jobd("--access-log", "--log-format", "json", token=token)
+        r = j.request("GET", "/v1/jobs/j999999")
+        self.assertEqual(r.status, 404)
+        rid = r.headers.get("X-Request-Id")
+        self.assertIsNotNone(rid)
+        j.submit({"command": ["true"]}, wait=10)
+        j.request("GET", "/v1/jobs", auth=False)  # a 401
+        time.sleep(0.3)
+        log = j.log()
+        self.assertNotIn(token, log)
+        import json as _json
+        lines = [l for l in log.splitlines() if l.startswith("{")]
+        self.assertTrue(lines, log)
+        objs = [_json.loads(l) for l in lines]
+        for o in objs:
+            self.assertIn("time", o)
+            self.assertIn("level", o)
+            self.assertIn("msg", o)
+        reqs = [o for o in objs if o["msg"] == "request"]
+        mine = [o for o in reqs if str(o["request_id"]) == rid]
+        self.assertEqual(len(mine), 1, reqs)
+        self.assertEqual(mine[0]["path"], "/v1/jobs/j999999")
+        self.assertEqual(mine[0]["status"], 404)
+        self.assertTrue(any(o["status"] == 401 for o in reqs), reqs)
+        self.assertTrue(any(o["method"] == "POST" and o["status"] == 201 for o in reqs), reqs)
+
+
 if __name__ == "__main__":
     jobdtest.main()
