@@ -106,7 +106,9 @@ static int param_seconds(struct http_req *req, const char *key, double max, doub
         return 0;
     errno = 0;
     d = strtod(v, &end);
-    if (errno || end == v || *end || !(d >= 0 && d <= max)) {
+    /* Digits only: strtod would also take " 5", "+5", "0x5" and "inf". */
+    if (errno || end == v || *end || !(d >= 0 && d <= max) || !strchr("0123456789.", v[0]) ||
+        strpbrk(v, "xXpPnN")) {
         http_problem(req, 400, "invalid-parameter", "Invalid parameter", key,
                      "%s: must be a number of seconds from 0 to %g", key, max);
         return -1;
@@ -127,7 +129,8 @@ static int param_int(struct http_req *req, const char *key, int64_t lo, int64_t 
         return 0;
     errno = 0;
     n = strtoll(v, &end, 10);
-    if (errno || end == v || *end || n < lo || n > hi) {
+    /* strtoll also takes " 5" and "+5": a number here is digits, or '-' and digits. */
+    if (errno || end == v || *end || n < lo || n > hi || !strchr("-0123456789", v[0]) || !v[0]) {
         http_problem(req, 400, "invalid-parameter", "Invalid parameter", key,
                      "%s: must be an integer from %lld to %lld", key, (long long)lo, (long long)hi);
         return -1;

@@ -9,4 +9,7 @@ add_test(NAME integration.bad_input
 set_tests_properties(integration.bad_input PROPERTIES
   ENVIRONMENT "JOBD_BIN=$<TARGET_FILE:jobd-bin>;PYTHONDONTWRITEBYTECODE=1"
   TIMEOUT 300
+  # It measures /healthz latency (under a second throughout): no other test
+  # may share the two cores with it.
+  RUN_SERIAL TRUE
   LABELS integration)
