@@ -1357,11 +1357,16 @@ int sched_get_doc(struct sched *s, int64_t num, char **doc, bool *final) {
         return *doc ? 0 : -ENOMEM;
     }
     pthread_mutex_unlock(&s->lock);
-    if (j)
-        return -ENOENT; /* submitted, not yet committed */
+    /*
+     * Not in the table: ended, so the store has its last word. In the table
+     * but not yet visible: either its submission is still being committed
+     * (the store has nothing: 404) or it has just been committed and is about
+     * to be published (an idempotent twin found it in the store): the row is
+     * what will be published.
+     */
     rc = store_get_doc(s->store, num, doc);
     if (rc == 0)
-        *final = true; /* only ended jobs leave the table */
+        *final = !j; /* only ended jobs leave the table */
     return rc;
 }
 
