@@ -4,6 +4,8 @@
 #   make test-asan  the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-tsan  unit and thread-heavy tests under ThreadSanitizer
 #   make fuzz       the libFuzzer targets, FUZZ_SECONDS each (tests/fuzz/README.md)
+#   make soak       ten minutes of mixed load on one jobd, then its checks (tests/soak/soak.py)
+#   make valgrind   part of the integration suite with jobd under valgrind memcheck
 #   make bench      the benchmarks (tests/bench/README.md)
 BUILD    ?= build
 JOBS     ?= $(shell nproc)
@@ -11,7 +13,7 @@ DEB_PKGS := build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev \
             libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 procps wrk openssl
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test test-asan test-tsan fuzz bench format format-check clean
+.PHONY: all deps build run test test-asan test-tsan fuzz soak valgrind bench format format-check clean
 
 all: build
 
@@ -59,6 +61,14 @@ fuzz: deps
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang libclang-rt-14-dev; }
 	tests/fuzz/run.sh
+
+soak: build
+	JOBD_BIN=$(BUILD)/jobd SOAK_SECONDS=600 python3 tests/soak/soak.py
+
+valgrind: build
+	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; }
+	VALGRIND_BUILD_DIR=$(BUILD) VALGRIND_NO_BUILD=1 tests/soak/valgrind.sh
 
 # Formatting: the repository's .clang-format, checked in CI.
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
