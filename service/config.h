@@ -46,7 +46,7 @@ struct config {
     int max_connections;
     int connection_timeout; /* seconds */
     bool log_json;
-    bool access_log; /* one log line per request */
+    bool access_log;       /* one log line per request */
     struct run_as *run_as; /* owned; NULL: jobs run as jobd's own user */
     char *tls_cert;        /* PEM text of --tls-cert, owned; NULL: plain HTTP */
     char *tls_key;         /* PEM text of --tls-key, owned; set exactly when tls_cert is */
