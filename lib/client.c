@@ -654,15 +654,20 @@ static bool job_is_final(const json_t *job) {
     return jobd_job_state(job, &s) == 0 && jobd_state_is_final(s);
 }
 
-int jobd_client_wait(struct jobd_client *c, const char *id, double timeout, json_t **job,
-                     struct jobd_client_error *err) {
+/*
+ * Long-poll `get` (get_job or get_batch) until `done` says the document is
+ * final or `timeout` seconds pass (< 0: no limit), POLL_MAX_S at a time.
+ * Return 0 (done) or 1 (timed out) with the last document in *out (new;
+ * dropped when out is NULL), or a negative errno.
+ */
+static int poll_until(struct jobd_client *c, const char *id, double timeout,
+                      int (*get)(struct jobd_client *, const char *, double, json_t **,
+                                 struct jobd_client_error *),
+                      bool (*done)(const json_t *), json_t **out, struct jobd_client_error *err) {
     int64_t deadline = timeout >= 0 ? jobd_mono_ms() + (int64_t)(timeout * 1000) : -1;
     json_t *last = NULL;
     int rc;
 
-    err_clear(err);
-    if ((rc = check_id(id, err)) < 0)
-        return rc;
     for (;;) {
         double w = POLL_MAX_S;
         int64_t start = jobd_mono_ms();
@@ -672,14 +677,14 @@ int jobd_client_wait(struct jobd_client *c, const char *id, double timeout, json
             double left = (double)(deadline - start) / 1000.0;
             w = left < 0 ? 0 : (left < w ? left : w);
         }
-        rc = get_job(c, id, w, &v, err);
+        rc = get(c, id, w, &v, err);
         if (rc < 0) {
             json_decref(last);
             return rc;
         }
         json_decref(last);
         last = v;
-        if (job_is_final(last)) {
+        if (done(last)) {
             rc = 0;
             break;
         }
@@ -693,11 +698,25 @@ int jobd_client_wait(struct jobd_client *c, const char *id, double timeout, json
             nanosleep(&ts, NULL);
         }
     }
-    if (job)
-        *job = last;
+    if (out)
+        *out = last;
     else
         json_decref(last);
     return rc;
+}
+
+static bool job_done(const json_t *job) {
+    return job_is_final(job);
+}
+
+int jobd_client_wait(struct jobd_client *c, const char *id, double timeout, json_t **job,
+                     struct jobd_client_error *err) {
+    int rc;
+
+    err_clear(err);
+    if ((rc = check_id(id, err)) < 0)
+        return rc;
+    return poll_until(c, id, timeout, get_job, job_done, job, err);
 }
 
 int jobd_client_cancel(struct jobd_client *c, const char *id, json_t **job,
@@ -1050,47 +1069,18 @@ int jobd_client_batch_get(struct jobd_client *c, const char *id, double wait, js
     return 0;
 }
 
+static bool batch_done(const json_t *batch) {
+    return json_is_true(json_object_get(batch, "done"));
+}
+
 int jobd_client_batch_wait(struct jobd_client *c, const char *id, double timeout, json_t **batch,
                            struct jobd_client_error *err) {
-    int64_t deadline = timeout >= 0 ? jobd_mono_ms() + (int64_t)(timeout * 1000) : -1;
-    json_t *last = NULL;
     int rc;
 
     err_clear(err);
     if ((rc = check_batch_id(id, err)) < 0)
         return rc;
-    for (;;) {
-        double w = POLL_MAX_S;
-        int64_t start = jobd_mono_ms();
-        json_t *v = NULL;
-
-        if (deadline >= 0) {
-            double left = (double)(deadline - start) / 1000.0;
-            w = left < 0 ? 0 : (left < w ? left : w);
-        }
-        rc = get_batch(c, id, w, &v, err);
-        if (rc < 0) {
-            json_decref(last);
-            return rc;
-        }
-        json_decref(last);
-        last = v;
-        if (json_is_true(json_object_get(last, "done"))) {
-            rc = 0;
-            break;
-        }
-        if (deadline >= 0 && jobd_mono_ms() >= deadline) {
-            rc = 1;
-            break;
-        }
-        if (jobd_mono_ms() - start < 50) {
-            /* The server answered at once without the end (it is shutting down?): do not spin. */
-            struct timespec ts = {0, 100 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-    }
-    give(last, batch);
-    return rc;
+    return poll_until(c, id, timeout, get_batch, batch_done, batch, err);
 }
 
 int jobd_client_batch_cancel(struct jobd_client *c, const char *id, json_t **batch,
