@@ -604,9 +604,14 @@ int jobd_client_submit(struct jobd_client *c, const struct jobd_spec *spec,
     return rc;
 }
 
-/* GET /v1/jobs/ID?wait=W (W 0: no wait); a new job document in *job. */
-static int get_job(struct jobd_client *c, const char *id, double wait, json_t **job,
-                   struct jobd_client_error *err) {
+/*
+ * GET the document at path(c, id, "?wait=W") (W 0: no wait), checked by
+ * answer(); a new document in *doc. Shared by jobs and batches.
+ */
+static int get_doc(struct jobd_client *c, const char *id, double wait,
+                   char *(*path_of)(struct jobd_client *, const char *, const char *),
+                   json_t *(*answer)(struct resp *, const char *, struct jobd_client_error *),
+                   json_t **doc, struct jobd_client_error *err) {
     char suffix[48] = "";
     struct resp r;
     char *path;
@@ -615,19 +620,25 @@ static int get_job(struct jobd_client *c, const char *id, double wait, json_t **
 
     if (wait > 0)
         snprintf(suffix, sizeof suffix, "?wait=%.3f", wait);
-    path = job_path(c, id, suffix);
+    path = path_of(c, id, suffix);
     if (!path)
         return fail(err, JOBD_CLIENT_ERR_NOMEM, -ENOMEM, "out of memory");
     rc = request(c, "GET", path, NULL, 0, NULL, (long)(wait * 1000), &r, err);
     if (rc == 0) {
-        v = answer_object(&r, path, err);
+        v = answer(&r, path, err);
         if (!v)
             rc = -EPROTO;
         else
-            *job = v;
+            *doc = v;
     }
     free(path);
     return rc;
+}
+
+/* GET /v1/jobs/ID?wait=W; a new job document in *job. */
+static int get_job(struct jobd_client *c, const char *id, double wait, json_t **job,
+                   struct jobd_client_error *err) {
+    return get_doc(c, id, wait, job_path, answer_object, job, err);
 }
 
 int jobd_client_get(struct jobd_client *c, const char *id, json_t **job,
@@ -1028,30 +1039,10 @@ int jobd_client_batch_submit(struct jobd_client *c, const json_t *jobs,
     return rc;
 }
 
-/* GET /v1/batches/ID?wait=W (W 0: no wait); a new batch document in *batch. */
+/* GET /v1/batches/ID?wait=W; a new batch document in *batch. */
 static int get_batch(struct jobd_client *c, const char *id, double wait, json_t **batch,
                      struct jobd_client_error *err) {
-    char suffix[48] = "";
-    struct resp r;
-    char *path;
-    json_t *v;
-    int rc;
-
-    if (wait > 0)
-        snprintf(suffix, sizeof suffix, "?wait=%.3f", wait);
-    path = batch_path(c, id, suffix);
-    if (!path)
-        return fail(err, JOBD_CLIENT_ERR_NOMEM, -ENOMEM, "out of memory");
-    rc = request(c, "GET", path, NULL, 0, NULL, (long)(wait * 1000), &r, err);
-    if (rc == 0) {
-        v = answer_batch(&r, path, err);
-        if (!v)
-            rc = -EPROTO;
-        else
-            *batch = v;
-    }
-    free(path);
-    return rc;
+    return get_doc(c, id, wait, batch_path, answer_batch, batch, err);
 }
 
 int jobd_client_batch_get(struct jobd_client *c, const char *id, double wait, json_t **batch,

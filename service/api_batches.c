@@ -37,10 +37,6 @@ static void batch_req_free(void *arg) {
     free(br);
 }
 
-static void wake_req(void *arg) {
-    http_wake(arg);
-}
-
 static struct batch_req *batch_req_get(struct http_req *req) {
     struct batch_req *br = http_state(req);
     struct app *app = http_app(req);
@@ -52,7 +48,7 @@ static struct batch_req *batch_req_get(struct http_req *req) {
         return NULL;
     br->req = req;
     br->s = app->sched;
-    sched_watch_init(&br->watch, wake_req, req);
+    sched_watch_init(&br->watch, api_wake, req);
     http_set_state(req, br, batch_req_free);
     return br;
 }
@@ -63,11 +59,6 @@ static void on_committed(void *arg, int status) {
     br->status = status;
     br->done = true;
     http_wake(br->req);
-}
-
-static void internal(struct http_req *req, int rc) {
-    http_problem(req, rc == -ENOMEM ? 503 : 500, "internal", "Internal error", NULL, "%s",
-                 strerror(-rc));
 }
 
 /* Answer with the batch document, now or (with a wait) once all its jobs have ended. */
@@ -96,7 +87,7 @@ static void answer_batch(struct http_req *req, struct batch_req *br) {
         return;
     }
     if (rc < 0) {
-        internal(req, rc);
+        api_internal(req, rc);
         return;
     }
     if (br->answer_status == 201) {
@@ -207,7 +198,7 @@ static void create_first(struct http_req *req, struct batch_req *br) {
     }
     specs = calloc(n, sizeof *specs);
     if (!specs) {
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         goto out;
     }
     for (i = 0; i < n; i++) {
@@ -246,7 +237,7 @@ static void create_first(struct http_req *req, struct batch_req *br) {
                      "jobd is shutting down");
         break;
     default:
-        internal(req, rc);
+        api_internal(req, rc);
     }
 out:
     free(specs);
@@ -257,7 +248,7 @@ void api_batches_create(struct http_req *req) {
     struct batch_req *br = batch_req_get(req);
 
     if (!br) {
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         return;
     }
     if (!br->committing) {
@@ -290,7 +281,7 @@ void api_batches_get(struct http_req *req) {
     struct batch_req *br = batch_req_get(req);
 
     if (!br) {
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         return;
     }
     if (http_first_call(req)) {
@@ -305,7 +296,7 @@ void api_batches_cancel(struct http_req *req) {
     struct batch_req *br = batch_req_get(req);
 
     if (!br) {
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         return;
     }
     br->num = path_batch(req);

@@ -44,10 +44,6 @@ static void events_free(void *arg) {
     free(er);
 }
 
-static void wake(void *arg) {
-    http_wake(arg);
-}
-
 static int append(struct events_req *er, const char *s, size_t n) {
     if (er->len + n > er->cap) {
         size_t cap = er->cap ? er->cap : 8192;
@@ -151,7 +147,7 @@ void api_events(struct http_req *req) {
     /* Without a starting point, only what changes from now on. */
     er->since = start >= 0 ? start : sched_published_seq(app->sched);
     er->last_write = jobd_mono_ms();
-    sched_watch_init(&er->watch, wake, req);
+    sched_watch_init(&er->watch, api_wake, req);
     http_set_state(req, er, events_free);
     http_add_header(req, "Cache-Control", "no-cache");
     http_respond_stream(req, 200, "text/event-stream", events_read, er, NULL);

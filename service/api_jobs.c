@@ -65,10 +65,6 @@ static void job_req_free(void *arg) {
     free(jr);
 }
 
-static void wake_req(void *arg) {
-    http_wake(arg);
-}
-
 static struct job_req *job_req_get(struct http_req *req) {
     struct job_req *jr = http_state(req);
 
@@ -79,7 +75,7 @@ static struct job_req *job_req_get(struct http_req *req) {
         return NULL;
     jr->req = req;
     jr->s = app_of(req)->sched;
-    sched_watch_init(&jr->watch, wake_req, req);
+    sched_watch_init(&jr->watch, api_wake, req);
     http_set_state(req, jr, job_req_free);
     return jr;
 }
@@ -160,11 +156,6 @@ static void not_found(struct http_req *req, const char *id) {
     http_problem(req, 404, "not-found", "Not found", NULL, "no job %s", id);
 }
 
-static void internal(struct http_req *req, int rc) {
-    http_problem(req, rc == -ENOMEM ? 503 : 500, "internal", "Internal error", NULL, "%s",
-                 strerror(-rc));
-}
-
 /* ---- validation beyond the spec's own rules ---- */
 
 /* Depth of a JSON value (a scalar is 1), stopping early past `limit`. */
@@ -237,7 +228,7 @@ static void answer_job(struct http_req *req, struct job_req *jr, unsigned status
             jobd_format_id(jr->num, id, sizeof id);
             not_found(req, id);
         } else {
-            internal(req, rc);
+            api_internal(req, rc);
         }
         return;
     }
@@ -362,7 +353,7 @@ static void create_first(struct http_req *req, struct job_req *jr) {
         http_suspend(req);
         return;
     default:
-        internal(req, rc);
+        api_internal(req, rc);
     }
 }
 
@@ -370,7 +361,7 @@ void api_jobs_create(struct http_req *req) {
     struct job_req *jr = job_req_get(req);
 
     if (!jr) {
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         return;
     }
     switch (jr->phase) {
@@ -411,7 +402,7 @@ void api_jobs_get(struct http_req *req) {
     struct job_req *jr = job_req_get(req);
 
     if (!jr) {
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         return;
     }
     if (jr->phase == PH_START) {
@@ -432,7 +423,7 @@ void api_jobs_cancel(struct http_req *req) {
     int rc;
 
     if (!jr) {
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         return;
     }
     if (jr->phase == PH_START) {
@@ -455,7 +446,7 @@ void api_jobs_cancel(struct http_req *req) {
             return;
         }
         if (rc < 0) {
-            internal(req, rc);
+            api_internal(req, rc);
             return;
         }
     } else if (!jr->done) {
@@ -472,7 +463,7 @@ void api_jobs_delete(struct http_req *req) {
     int rc;
 
     if (!jr) {
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         return;
     }
     if (jr->phase == PH_START) {
@@ -486,7 +477,7 @@ void api_jobs_delete(struct http_req *req) {
             http_problem(req, 409, "still-active", "Conflict", NULL,
                          "job %s is still queued or running; cancel it first", http_param(req, 0));
         } else if (rc < 0) {
-            internal(req, rc);
+            api_internal(req, rc);
         } else {
             jr->phase = PH_COMMIT;
             http_suspend(req);
@@ -585,7 +576,7 @@ static void output_handler(struct http_req *req, int stream) {
     int rc, fd;
 
     if (!jr) {
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         return;
     }
     app = app_of(req);
@@ -603,7 +594,7 @@ static void output_handler(struct http_req *req, int stream) {
         return;
     }
     if (rc < 0) {
-        internal(req, rc);
+        api_internal(req, rc);
         return;
     }
     if (follow) {
@@ -618,7 +609,7 @@ static void output_handler(struct http_req *req, int stream) {
         char *mem = malloc(OUTPUT_INLINE_MAX);
         ssize_t n = -1;
         if (!mem) {
-            internal(req, -ENOMEM);
+            api_internal(req, -ENOMEM);
             return;
         }
         rc = sched_output_read(jr->s, jr->num, stream, jr->offset, mem, OUTPUT_INLINE_MAX, &n,
@@ -787,7 +778,7 @@ static void list_answer(struct http_req *req, struct job_req *jr, const struct s
     rc = store_query(app_of(req)->store, &qq, list_row, &w);
     if (rc < 0 && rc != -ENOENT) {
         free(sb.buf);
-        internal(req, rc);
+        api_internal(req, rc);
         return;
     }
     if (q->by_seq) {
@@ -819,7 +810,7 @@ static void list_answer(struct http_req *req, struct job_req *jr, const struct s
     sb_str(&sb, tail);
     if (sb.oom) {
         free(sb.buf);
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         return;
     }
     http_respond_buf(req, 200, "application/json", sb.buf, sb.len);
@@ -832,7 +823,7 @@ void api_jobs_list(struct http_req *req) {
     char label_key[JOBD_MAX_LABEL_KEY + 1];
 
     if (!jr) {
-        internal(req, -ENOMEM);
+        api_internal(req, -ENOMEM);
         return;
     }
     memset(&q, 0, sizeof q);

@@ -1,6 +1,7 @@
 /*
  * api_system.c: GET /healthz and the routing table of the whole API.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,15 @@
 #include "jobd/task.h"
 #include "metrics.h"
 #include "scheduler.h"
+
+void api_internal(struct http_req *req, int rc) {
+    http_problem(req, rc == -ENOMEM ? 503 : 500, "internal", "Internal error", NULL, "%s",
+                 strerror(-rc));
+}
+
+void api_wake(void *req) {
+    http_wake(req);
+}
 
 void api_healthz(struct http_req *req) {
     struct app *app = http_app(req);

@@ -30,6 +30,12 @@ struct jobd_spec;
 struct jobd_error;
 int api_check_spec(const struct jobd_spec *spec, struct jobd_error *err);
 
+/* Answer 500 (503 when out of memory) for an internal failure rc (a negative errno). */
+void api_internal(struct http_req *req, int rc);
+
+/* A scheduler watch callback that wakes the request `req` (an http_req). */
+void api_wake(void *req);
+
 /* Handlers, one file per resource. */
 void api_jobs_create(struct http_req *req);
 void api_jobs_list(struct http_req *req);
