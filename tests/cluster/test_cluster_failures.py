@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Cluster tests (issue 4): failures.
+
+- a node killed with SIGKILL mid-job: it goes down within --node-timeout,
+  the job is retried on another node and succeeds (retries: 1); with no
+  retries it fails with error "node lost"; the node comes back after a
+  restart and is used again;
+- a node killed with SIGKILL and restarted at once: it fails the interrupted
+  attempt locally and the coordinator learns it by polling (retried, or failed);
+- the coordinator killed with SIGKILL and restarted mid-job: the job completes
+  with its output intact and ran once (counted in a file), whether it ends
+  while the coordinator is away or after it is back.
+
+Run alone with:
+    JOBD_BIN=build/jobd python3 tests/cluster/test_cluster_failures.py
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import clustertest  # noqa: E402
+from clustertest import (  # noqa: E402
+    StartError,
+    ClusterTestCase,
+    count_lines,
+    counted_shell,
+    gated_shell,
+    kill_orphans,
+    open_gate,
+)
+from jobdtest import parse_time  # noqa: E402
+
+
+class NodeLostTest(ClusterTestCase):
+    def test_node_killed_job_retried_elsewhere(self):
+        c = self.cluster()
+        a = c.add_node({"pool": "x"}, name="A")
+        counter = os.path.join(self.tmp, "runs")
+        job = c.submit({"shell": counted_shell(counter, "echo first-attempt; sleep 60"), "retries": 1,
+                        "retry_delay": 0.1, "node_selector": {"pool": "x"}})
+        run = c.wait_running(job["id"])
+        self.assertEqual(run["node"], a.node_id)
+        c.coord.wait_output(job["id"], b"first-attempt\n")
+        b = c.add_node({"pool": "x"}, name="B")
+        t0 = time.monotonic()
+        a.kill9()
+        kill_orphans(a)
+        down = c.wait_node(a, "down", timeout=c.node_timeout + 5)
+        t_down = time.monotonic() - t0
+        self.assertEqual(down["running"], 0, "a down node holds no jobs: %s" % down)
+        self.assertGreaterEqual(t_down, c.node_timeout - 1.0, "down before --node-timeout (%.1fs)" % t_down)
+        done = c.wait_job(job["id"], c.node_timeout + 20)
+        self.assertEqual(done["state"], "succeeded", done)
+        self.assertEqual(done["node"], b.node_id, "retried on the other node: %s" % json.dumps(done))
+        self.assertEqual(done["attempts"], 2, done)
+        self.assertIsNone(done["error"], done)
+        self.assertEqual(c.coord.output(job["id"]), b"done2\n", "the output is the latest attempt's")
+        self.assertEqual(count_lines(counter), 2)
+        copies = b.remote_copies(job["id"])
+        self.assertEqual([x["labels"].get("jobd.attempt") for x in copies], ["2"], copies)
+        # A stays down (listed) until it comes back; then it is ready and used again.
+        self.assertEqual(c.node_doc(a)["state"], "down")
+        a.restart()
+        c.wait_node(a, "ready", timeout=15)
+        j2 = c.submit({"command": ["echo", "again"], "node_selector": {"pool": "x"}})
+        j3 = c.submit({"command": ["echo", "again"], "node_selector": {"pool": "x"}})
+        nodes = {c.wait_job(j["id"])["node"] for j in (j2, j3)}
+        self.assertIn(a.node_id, nodes, "the node that came back is used again")
+
+    def test_node_killed_no_retries_node_lost(self):
+        c = self.cluster()
+        a = c.add_node(name="A")
+        b = c.add_node({"other": "yes"}, name="B")
+        job = c.submit({"shell": "echo up; exec sleep 60", "node_selector": {}})
+        run = c.wait_running(job["id"])
+        victim = c.by_id(run["node"])
+        c.coord.wait_output(job["id"], b"up\n")
+        victim.kill9()
+        kill_orphans(victim)
+        done = c.wait_job(job["id"], c.node_timeout + 20)
+        self.assertEqual(done["state"], "failed", done)
+        self.assertEqual(done["error"], "node lost", done)
+        self.assertEqual(done["node"], victim.node_id, done)
+        self.assertEqual(done["attempts"], 1, done)
+        self.assertIsNone(done["exit_code"], done)
+        self.assertIsNotNone(done["finished_at"], done)
+        self.assertEqual(c.coord.output(job["id"]), b"up\n", "output copied before the loss is kept")
+        self.assertEqual(c.node_doc(victim)["state"], "down")
+        survivor = b if victim is a else a
+        self.assertEqual(c.node_doc(survivor)["state"], "ready")
+
+    def test_node_killed_and_restarted_at_once(self):
+        # The node comes back before the coordinator counts it down: it fails the
+        # interrupted attempt itself ("interrupted"), which the coordinator learns
+        # by polling, and retries (retries: 1) or fails (no retries).
+        c = self.cluster(node_timeout=3)
+        a = c.add_node(name="A")
+        counter = os.path.join(self.tmp, "runs")
+        retried = c.submit({"shell": counted_shell(counter, "echo first; sleep 60"), "retries": 1,
+                            "retry_delay": 0.1})
+        plain = c.submit({"shell": "echo plain; exec sleep 60"})
+        c.wait_running(retried["id"])
+        c.wait_running(plain["id"])
+        c.coord.wait_output(retried["id"], b"first\n")
+        a.kill9()
+        a.restart()
+        d = c.wait_job(retried["id"], 30)
+        self.assertEqual(d["state"], "succeeded", d)
+        self.assertEqual(d["attempts"], 2, d)
+        self.assertEqual(c.coord.output(retried["id"]), b"done2\n")
+        p = c.wait_job(plain["id"], 30)
+        self.assertEqual(p["state"], "failed", p)
+        self.assertTrue(p["error"] and ("interrupted" in p["error"] or "node lost" in p["error"]), p)
+        c.wait_node(a, "ready", timeout=10)
+
+
+class CoordinatorRestartTest(ClusterTestCase):
+    def restart_coordinator(self, c, while_away=None):
+        """kill -9 the coordinator, call while_away(), start it again on the same port and data dir."""
+        port = c.coord.port
+        c.coord.kill9()
+        if while_away:
+            while_away()
+        c.coord.listen = "127.0.0.1:%d" % port
+        end = time.monotonic() + 10
+        while True:
+            try:
+                c.coord.restart()
+                return
+            except StartError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.2)
+
+    def test_coordinator_kill9_mid_job(self):
+        c = self.cluster()
+        n = c.add_node(capacity=4, name="A")
+        counter1 = os.path.join(self.tmp, "runs1")
+        counter2 = os.path.join(self.tmp, "runs2")
+        gate1 = os.path.join(self.tmp, "gate1")  # opened while the coordinator is away
+        gate2 = os.path.join(self.tmp, "gate2")  # opened after it is back
+        big = "i=0; while [ $i -lt 2000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"
+        j1 = c.submit({"shell": "echo run >> %s; %s; %s" % (counter1, big, gated_shell(gate1, "one-a", "one-b"))})
+        j2 = c.submit({"shell": "echo run >> %s; %s" % (counter2, gated_shell(gate2, "two-a", "two-b")),
+                       "retries": 2, "retry_delay": 0.1})
+        queued = c.submit({"command": ["echo", "queued"], "node_selector": {"nowhere": "x"}})
+        c.wait_running(j1["id"])
+        c.wait_running(j2["id"])
+        c.coord.wait_output(j1["id"], b"one-a\n", timeout=10)
+        c.coord.wait_output(j2["id"], b"two-a\n")
+
+        def while_away():
+            # The node keeps running its jobs; one of them ends meanwhile.
+            open_gate(gate1)
+            rj = None
+            end = time.monotonic() + 10
+            while time.monotonic() < end:
+                rj = n.remote_copies(j1["id"])[0]
+                if rj["state"] == "succeeded":
+                    break
+                time.sleep(0.05)
+            self.assertEqual(rj["state"], "succeeded", "the node kept running the job: %s" % rj)
+
+        try:
+            self.restart_coordinator(c, while_away)
+            d1 = c.wait_job(j1["id"], 20)
+            self.assertEqual(d1["state"], "succeeded", d1)
+            self.assertEqual(d1["node"], n.node_id, d1)
+            # j2 is followed again: still running, and ends when let go.
+            time.sleep(0.5)
+            self.assertEqual(c.coord.job(j2["id"])["state"], "running")
+        finally:
+            open_gate(gate1)
+            open_gate(gate2)
+        d2 = c.wait_job(j2["id"], 20)
+        self.assertEqual(d2["state"], "succeeded", d2)
+        self.assertEqual(d2["attempts"], 1, "not run again: %s" % json.dumps(d2))
+        # Output intact (not doubled by the copy resumed after the restart).
+        expected1 = b"".join(b"line-%d-%s\n" % (i, b"x" * 40) for i in range(2000))
+        self.assertEqual(c.coord.output(j1["id"]), expected1 + b"one-a\none-b\n")
+        self.assertEqual(d1["stdout_bytes"], len(expected1) + 12, d1)
+        self.assertEqual(c.coord.output(j2["id"]), b"two-a\ntwo-b\n")
+        # Each ran once.
+        self.assertEqual(count_lines(counter1), 1)
+        self.assertEqual(count_lines(counter2), 1)
+        self.assertEqual(len(n.remote_copies(j1["id"])), 1)
+        self.assertEqual(len(n.remote_copies(j2["id"])), 1)
+        # The queued remote job is still queued, waiting, and the node is ready again.
+        q = c.coord.job(queued["id"])
+        self.assertEqual(q["state"], "queued", q)
+        self.assertIsInstance(q.get("waiting"), str, q)
+        c.wait_node(n, "ready", timeout=10)
+        # The restarted coordinator dispatches new jobs.
+        j3 = c.submit({"command": ["echo", "after"]})
+        self.assertEqual(c.wait_job(j3["id"])["node"], n.node_id)
+
+    def test_coordinator_kill9_nodes_stay_listed(self):
+        c = self.cluster()
+        a = c.add_node({"k": "v"}, capacity=3, name="A")
+        before = c.node_doc(a)
+        self.restart_coordinator(c)
+        # Nodes are rows: listed after the restart (and ready again once they heartbeat).
+        d = c.wait_node(a, "ready", timeout=10)
+        self.assertEqual(d["labels"], {"k": "v"})
+        self.assertEqual(d["capacity"], 3)
+        self.assertEqual(d["registered_at"], before["registered_at"], "a heartbeat is not a new registration")
+
+
+if __name__ == "__main__":
+    clustertest.main()
