@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clustertest  # noqa: E402
 from clustertest import CLUSTER_TOKEN, USER_TOKEN, Cluster, ClusterTestCase, Member  # noqa: E402
-from jobdtest import TIME_RE, parse_time  # noqa: E402
+from jobdtest import parse_time  # noqa: E402
 
 
 def bearer(tok):
@@ -197,9 +197,8 @@ class TokenTest(ClusterTestCase):
             self.assertProblem(r, 400, msg="POST /v1/nodes %r" % raw)
         ids = [d["id"] for d in self.c.list_nodes()]
         for body, _ in self.BAD:
-            if isinstance(body.get("id"), str) and body["id"] not in ("manual-1",):
+            if isinstance(body.get("id"), str):
                 self.assertNotIn(body["id"], ids, "a refused registration is not listed")
-        self.assertNotIn("manual-1", ids, "a refused registration is not listed")
 
     def test_good_edge_registrations(self):
         ok = [reg("a" * 64), reg("0abc"), reg("Z.z-_9"), reg("edge-cap", capacity=100000),
@@ -246,10 +245,9 @@ class JoinTest(ClusterTestCase):
     def test_coordinator_without_cluster_token(self):
         j = self.track(Member(env={"JOBD_CLUSTER_TOKEN": None}, token=USER_TOKEN, start=False))
         j.start()
-        for tok in (CLUSTER_TOKEN, USER_TOKEN, None):
+        for tok, why in ((CLUSTER_TOKEN, "some cluster token"), (USER_TOKEN, "the users' token")):
             r = j.request("POST", "/v1/nodes", reg("x1"), headers=bearer(tok))
-            self.assertProblem(r, 403, msg="POST /v1/nodes on a jobd without a cluster token (bearer %s)" % (
-                                   "cluster" if tok == CLUSTER_TOKEN else "users" if tok else "none"))
+            self.assertProblem(r, 403, msg="POST /v1/nodes on a jobd without a cluster token, with %s" % why)
         r = j.request("POST", "/v1/jobs", {"command": ["true"], "executor": "remote"})
         self.assertProblem(r, 400, "executor")
 
