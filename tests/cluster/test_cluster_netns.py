@@ -4,7 +4,7 @@
 One node runs in its own network namespace, joined to the host by a veth
 pair (10.77.0.1/24 on the host side, 10.77.0.2 in the namespace); the
 coordinator listens on 10.77.0.1 (with the users' token, as off loopback it
-must), a second node on 127.0.0.1. Mid-job the test cuts the link (the host
+must), a second node on 127.0.0.1. Mid-job the test cuts the link (the namespace's
 end goes down): the coordinator marks the node down and runs the job again on
 the other node (retries: 1). Then it heals the link: the node rejoins
 (ready), the first attempt left on it is cancelled (fencing), and it gets
@@ -65,10 +65,14 @@ class Netns:
         ip("-n", self.name, "link", "set", "lo", "up")
 
     def cut(self):
-        ip("link", "set", self.host, "down")
+        # The namespace's end goes down: the host end loses its carrier but keeps its
+        # address and route, so packets for 10.77.0.2 are dropped there (taking the
+        # host end down instead would remove the route and send them to the default
+        # gateway, off this machine).
+        ip("-n", self.name, "link", "set", self.peer, "down")
 
     def heal(self):
-        ip("link", "set", self.host, "up")
+        ip("-n", self.name, "link", "set", self.peer, "up")
 
     def down(self):
         if not self.made:
