@@ -242,6 +242,21 @@ class JoinTest(ClusterTestCase):
         self.assertIn("cluster", j.log().lower(), "the message says what is missing: %r" % j.log())
         self.assertEqual(c.list_nodes(), [])
 
+    def test_bad_node_flags_exit_2(self):
+        c = self.cluster()
+        for flags in (["--capacity", "0"], ["--capacity", "x"], ["--capacity", "100001"],
+                      ["--label", "novalue"], ["--label", "a b=c"], ["--label", "=v"],
+                      ["--join", "ftp://127.0.0.1:1"], ["--join", "not-a-url"],
+                      ["--advertise", "ftp://127.0.0.1:1"], ["--node-timeout", "0"], ["--node-timeout", "x"]):
+            args = flags if flags[0] == "--join" else ["--join", c.join_url()] + flags
+            j = self.track(Member(*args, env={"JOBD_CLUSTER_TOKEN": CLUSTER_TOKEN}, start=False))
+            j.spawn()
+            rc = j.wait_exit(10)
+            self.assertEqual(rc, 2, "jobd %s: exit status %r; log:\n%s" % (" ".join(args), rc, j.log()[-1000:]))
+            self.assertTrue(j.log().strip(), "jobd %s exits with a message" % " ".join(args))
+            j.close()
+        self.assertEqual(c.list_nodes(), [])
+
     def test_coordinator_without_cluster_token(self):
         j = self.track(Member(env={"JOBD_CLUSTER_TOKEN": None}, token=USER_TOKEN, start=False))
         j.start()

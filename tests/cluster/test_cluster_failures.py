@@ -64,10 +64,17 @@ class NodeLostTest(ClusterTestCase):
         self.assertEqual(c.node_doc(a)["state"], "down")
         a.restart()
         c.wait_node(a, "ready", timeout=15)
-        j2 = c.submit({"command": ["echo", "again"], "node_selector": {"pool": "x"}})
-        j3 = c.submit({"command": ["echo", "again"], "node_selector": {"pool": "x"}})
-        nodes = {c.wait_job(j["id"])["node"] for j in (j2, j3)}
-        self.assertIn(a.node_id, nodes, "the node that came back is used again")
+        # Two jobs held running at once: least running first puts one on each node.
+        gate = os.path.join(self.tmp, "gate")
+        j2 = c.submit({"shell": gated_shell(gate), "node_selector": {"pool": "x"}})
+        j3 = c.submit({"shell": gated_shell(gate), "node_selector": {"pool": "x"}})
+        try:
+            nodes = {c.wait_running(j["id"])["node"] for j in (j2, j3)}
+        finally:
+            open_gate(gate)
+        self.assertEqual(nodes, {a.node_id, b.node_id}, "the node that came back is used again")
+        for j in (j2, j3):
+            self.assertEqual(c.wait_job(j["id"])["state"], "succeeded")
         # What A says about the attempt it lost (failed there as interrupted) changes nothing.
         again = c.coord.job(job["id"])
         self.assertEqual((again["state"], again["node"], again["attempts"]), ("succeeded", b.node_id, 2), again)
@@ -120,6 +127,35 @@ class NodeLostTest(ClusterTestCase):
         self.assertEqual(p["state"], "failed", p)
         self.assertTrue(p["error"] and ("interrupted" in p["error"] or "node lost" in p["error"]), p)
         c.wait_node(a, "ready", timeout=10)
+
+    def test_node_killed_under_load(self):
+        # 30 jobs (retries: 1) over two nodes; one node is killed while they run:
+        # every job still succeeds, none ran more than twice, the lost ones ran again.
+        c = self.cluster()
+        a = c.add_node(capacity=4, name="A")
+        b = c.add_node(capacity=4, name="B")
+        runs = os.path.join(self.tmp, "runs")
+        ids = [c.submit({"command": ["sh", "-c", "echo $0 >> %s; sleep 0.5" % runs, "tag-%d" % i],
+                         "retries": 1, "retry_delay": 0.1})["id"] for i in range(30)]
+        end = time.monotonic() + 10
+        while time.monotonic() < end and c.node_doc(a)["running"] < 2:
+            time.sleep(0.02)
+        a.kill9()
+        kill_orphans(a)
+        counts = {}
+        for i, jid in enumerate(ids):
+            d = c.wait_job(jid, c.node_timeout + 40)
+            self.assertEqual(d["state"], "succeeded", d)
+            if d["attempts"] == 2:
+                self.assertEqual(d["node"], b.node_id, d)
+            counts[d["attempts"]] = counts.get(d["attempts"], 0) + 1
+        with open(runs) as f:
+            lines = f.read().splitlines()
+        for i in range(30):
+            n = lines.count("tag-%d" % i)
+            self.assertIn(n, (1, 2), "job tag-%d ran %d times" % (i, n))
+        self.assertGreaterEqual(counts.get(2, 0), 1, "some jobs were on the killed node: %s" % counts)
+        clustertest.note("jobs by attempts after a node loss: %s", counts)
 
 
 class CoordinatorRestartTest(ClusterTestCase):

@@ -189,6 +189,52 @@ class RemoteJobsTest(ClusterTestCase):
         self.assertEqual(out, bytes(range(256)) * 1200)
         self.assertEqual(job["stdout_bytes"], 256 * 1200, job)
 
+    def test_retries_each_attempt_numbered(self):
+        # The coordinator retries (the node gets no retries): attempts 1, 2, 3, each its own job on a node.
+        counter = os.path.join(self.ctmp, "retry-runs")
+        job = self.run_remote({"shell": "echo run >> %s; n=$(wc -l < %s); echo try$n; [ $n -ge 3 ] || exit 7"
+                               % (counter, counter), "retries": 2, "retry_delay": 0.1})
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(job["attempts"], 3, job)
+        self.assertEqual(self.c.coord.output(job["id"]), b"try3\n", "the output is the last attempt's")
+        with open(counter) as f:
+            self.assertEqual(len(f.read().splitlines()), 3)
+        ran = [(n, x) for n in (self.a, self.b) for x in n.remote_copies(job["id"])]
+        got = sorted((x["labels"]["jobd.attempt"], x["state"], x["exit_code"]) for _, x in ran)
+        self.assertEqual(got, [("1", "failed", 7), ("2", "failed", 7), ("3", "succeeded", 0)], ran)
+        last = [n for n, x in ran if x["labels"]["jobd.attempt"] == "3"][0]
+        self.assertEqual(job["node"], last.node_id, "`node` names the node of the last attempt")
+
+    def test_retry_exit_codes_honored(self):
+        job = self.run_remote({"shell": "exit 6", "retries": 3, "retry_delay": 0.1, "retry_exit_codes": [5]})
+        self.assertEqual(job["state"], "failed", job)
+        self.assertEqual(job["exit_code"], 6, job)
+        self.assertEqual(job["attempts"], 1, "exit 6 is not in retry_exit_codes [5]: %s" % json.dumps(job))
+        job = self.run_remote({"shell": "exit 5", "retries": 1, "retry_delay": 0.1, "retry_exit_codes": [5]})
+        self.assertEqual((job["state"], job["exit_code"], job["attempts"]), ("failed", 5, 2), job)
+
+    def test_output_cap_carried_from_the_node(self):
+        job = self.run_remote({"shell": "i=0; while [ $i -lt 1000 ]; do echo line-$i-0123456789; i=$((i+1)); done",
+                               "limits": {"output_bytes": 1024}})
+        self.assertEqual(job["state"], "succeeded", job)
+        full = sum(len("line-%d-0123456789\n" % i) for i in range(1000))
+        self.assertTrue(job["stdout_truncated"], job)
+        self.assertEqual(job["stdout_bytes"], full, "stdout_bytes counts everything the job wrote: %s" % job)
+        out = self.c.coord.output(job["id"])
+        node = self.c.by_id(job["node"])
+        rj = node.remote_copies(job["id"])[0]
+        r = node.request("GET", "/v1/jobs/%s/stdout" % rj["id"], headers=node.ctoken_headers())
+        self.assertEqual(out, r.body, "the coordinator holds what the node kept")
+        self.assertLessEqual(len(out), 1024 + 200, len(out))
+        self.assertTrue(out.startswith(b"line-0-0123456789\n"), out[:40])
+        self.assertTrue(out.endswith(b"line-999-0123456789\n"), out[-40:])
+
+    def test_node_version_is_its_jobd_version(self):
+        for n in (self.a, self.b):
+            r = n.request("GET", "/healthz", auth=False)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(self.c.node_doc(n)["version"], r.json["version"])
+
     # -- tasks
 
     def test_tasks_listed(self):

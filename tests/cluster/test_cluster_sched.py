@@ -14,6 +14,7 @@ Run alone with:
 
 import json
 import os
+import socket
 import sys
 import time
 
@@ -21,6 +22,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clustertest  # noqa: E402
 from clustertest import ClusterTestCase, gated_shell, open_gate  # noqa: E402
 from jobdtest import parse_time  # noqa: E402
+
+
+def free_port():
+    """A loopback port that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 class SelectorTest(ClusterTestCase):
@@ -84,6 +94,8 @@ class SelectorTest(ClusterTestCase):
         self.assertEqual(done["state"], "succeeded", done)
         self.assertEqual(done["executor"], "process", done)
         self.assertIsNone(done["node"], done)
+        self.assertIn("waiting", done, "every job document has `waiting`")
+        self.assertIsNone(done["waiting"], done)
         self.assertEqual(c.coord.output(job["id"]), b"local\n")
 
 
@@ -152,6 +164,68 @@ class CapacityTest(ClusterTestCase):
             open_gate(gate)
         for i in ids:
             self.assertEqual(c.wait_job(i)["state"], "succeeded")
+
+
+class NodeOptionsTest(ClusterTestCase):
+    def test_explicit_advertise(self):
+        c = self.cluster()
+        port = free_port()
+        n = c.add_node(listen="127.0.0.1:%d" % port, args=["--advertise", "http://localhost:%d" % port])
+        self.assertEqual(c.node_doc(n)["url"], "http://localhost:%d" % port)
+        job = c.submit({"command": ["echo", "via-localhost"]})
+        done = c.wait_job(job["id"])
+        self.assertEqual((done["state"], done["node"]), ("succeeded", n.node_id), done)
+        self.assertEqual(c.coord.output(job["id"]), b"via-localhost\n")
+
+    def test_capacity_defaults_to_max_procs(self):
+        c = self.cluster()
+        n = c.add_node(args=["--max-procs", "3"])
+        self.assertEqual(c.node_doc(n)["capacity"], 3)
+
+    def test_node_refuses_a_job(self):
+        # The node's --max-body is smaller than the spec: it answers 413, a refusal: the job fails.
+        c = self.cluster()
+        c.add_node(args=["--max-body", "4096"])
+        job = c.submit({"command": ["true"], "env": {"BIG": "x" * 8000}})
+        done = c.wait_job(job["id"], 20)
+        self.assertEqual(done["state"], "failed", done)
+        self.assertIsInstance(done["error"], str, done)
+        self.assertIn("413", done["error"], done)
+        # The node is fine and takes the next one.
+        ok = c.submit({"command": ["true"]})
+        self.assertEqual(c.wait_job(ok["id"])["state"], "succeeded")
+
+
+class ManyJobsTest(ClusterTestCase):
+    def test_each_job_runs_once_within_capacity(self):
+        c = self.cluster()
+        nodes = [c.add_node(capacity=2, name="A"), c.add_node(capacity=2, name="B")]
+        runs = os.path.join(self.tmp, "runs")
+        ids = [c.submit({"command": ["sh", "-c", "echo $0 >> %s; sleep 0.02" % runs, "tag-%d" % i]})["id"]
+               for i in range(150)]
+        over = []
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            docs = c.list_nodes()
+            for d in docs:
+                if d["running"] > d["capacity"]:
+                    over.append(d)
+            ans = c.coord.list(state="queued,running", limit=1)
+            if not ans["jobs"]:
+                break
+            time.sleep(0.05)
+        self.assertFalse(over, "a node ran more than its capacity: %s" % over[:3])
+        per_node = {}
+        for i, jid in enumerate(ids):
+            d = c.wait_job(jid, 30)
+            self.assertEqual(d["state"], "succeeded", d)
+            self.assertEqual(d["attempts"], 1, d)
+            per_node[d["node"]] = per_node.get(d["node"], 0) + 1
+        with open(runs) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(sorted(lines), sorted("tag-%d" % i for i in range(150)), "each job ran exactly once")
+        self.assertEqual(set(per_node), {n.node_id for n in nodes}, per_node)
+        clustertest.note("150 jobs: %s", per_node)
 
 
 class DrainDeleteTest(ClusterTestCase):
