@@ -104,13 +104,15 @@ class CapacityTest(ClusterTestCase):
         c = self.cluster()
         n = c.add_node({"small": "yes"}, capacity=1, name="small")
         self.assertEqual(c.node_doc(n)["capacity"], 1)
-        ids = [c.submit({"shell": "echo s$$; sleep 0.4; echo e", "node_selector": {"small": "yes"}})["id"]
-               for _ in range(4)]
+        ids = [c.submit({"shell": "echo s$$; sleep 0.4; echo e", "node_selector": {"small": "yes"},
+                         "name": "cap1"})["id"] for _ in range(4)]
         samples, over, full_reason = 0, [], None
         end = time.monotonic() + 30
         while time.monotonic() < end:
             d = c.node_doc(n)
-            jobs = [c.coord.job(i) for i in ids]
+            # One listing: one consistent view of the four jobs.
+            jobs = c.coord.list(name="cap1")["jobs"]
+            self.assertEqual(len(jobs), 4)
             running = [j for j in jobs if j["state"] == "running"]
             samples += 1
             if d["running"] > 1 or len(running) > 1:
