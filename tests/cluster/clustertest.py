@@ -41,6 +41,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import jobdtest  # noqa: E402
 from jobdtest import FINAL_STATES, TIME_RE, Jobd, JobdTestCase, StartError  # noqa: E402,F401
 
+# jobd says https:// when it serves TLS (--tls-cert): let the harness find the port either way.
+jobdtest.LISTEN_RE = re.compile(r"^jobd: listening on https?://(\S+):(\d+)\s*$")
+
 # Exit status that CTest reports as "skipped" (SKIP_RETURN_CODE in cluster.cmake).
 SKIP = 77
 
@@ -105,6 +108,7 @@ class Member(Jobd):
     cluster_token = None
     name = "?"
     wrapper = None  # a command prefix (e.g. ip netns exec NS)
+    tls_ctx = None  # an ssl.SSLContext when it serves HTTPS
 
     def spawn(self):
         if self.wrapper:
@@ -116,15 +120,23 @@ class Member(Jobd):
             self.bin = path
         return super().spawn()
 
+    def scheme(self):
+        return "https" if self.tls_ctx is not None else "http"
+
     def url(self, path):
-        return "http://%s:%d%s" % (self.connect_host, self.port, path)
+        return "%s://%s:%d%s" % (self.scheme(), self.connect_host, self.port, path)
 
     def base_url(self):
-        return "http://%s:%d" % (self.connect_host, self.port)
+        return "%s://%s:%d" % (self.scheme(), self.connect_host, self.port)
+
+    def _conn(self, timeout):
+        if self.tls_ctx is not None:
+            return http.client.HTTPSConnection(self.connect_host, self.port, timeout=timeout, context=self.tls_ctx)
+        return http.client.HTTPConnection(self.connect_host, self.port, timeout=timeout)
 
     def request(self, method, path, body=None, headers=None, timeout=30.0, auth=True):
         body, h = self._headers(body, headers, auth)
-        conn = http.client.HTTPConnection(self.connect_host, self.port, timeout=timeout)
+        conn = self._conn(timeout)
         try:
             conn.request(method, path, body=body, headers=h)
             r = conn.getresponse()
@@ -137,7 +149,7 @@ class Member(Jobd):
 
     def stream(self, method, path, timeout=10.0, auth=True, headers=None):
         _, h = self._headers(None, headers, auth)
-        conn = http.client.HTTPConnection(self.connect_host, self.port, timeout=timeout)
+        conn = self._conn(timeout)
         conn.request(method, path, headers=h)
         return conn, conn.getresponse()
 
@@ -183,7 +195,7 @@ class Cluster:
 
     def __init__(self, case=None, node_timeout=NODE_TIMEOUT, user_token=USER_TOKEN,
                  cluster_token=CLUSTER_TOKEN, listen="127.0.0.1:0", connect_host="127.0.0.1",
-                 args=(), token_via="env", start=True):
+                 args=(), token_via="env", start=True, tls_ctx=None):
         self.case = case
         self.user_token = user_token
         self.cluster_token = cluster_token
@@ -195,6 +207,7 @@ class Cluster:
         cargs = ["--node-timeout", str(node_timeout)] + [str(a) for a in args]
         c = Member(*cargs, env=env, token=user_token, listen=listen, start=False)
         c.role, c.name, c.connect_host, c.cluster_token = "coordinator", "coordinator", connect_host, cluster_token
+        c.tls_ctx = tls_ctx
         self._set_token(c, cluster_token, token_via)
         self.coord = self._track(c)
         if start:
@@ -238,7 +251,7 @@ class Cluster:
 
     def add_node(self, labels=None, capacity=None, token="default", token_via="env", wait=True,
                  join=None, listen="127.0.0.1:0", connect_host="127.0.0.1", args=(), wrapper=None,
-                 name=None, user_token=None, timeout=10.0):
+                 name=None, user_token=None, timeout=10.0, tls_ctx=None):
         """Start a node; with wait, return once the coordinator lists it ready."""
         self._count += 1
         name = name or "node%d" % self._count
@@ -251,6 +264,7 @@ class Cluster:
         n = Member(*nargs, env={"JOBD_CLUSTER_TOKEN": None}, token=user_token, listen=listen, start=False)
         n.role, n.name, n.connect_host = "node", name, connect_host
         n.wrapper = wrapper
+        n.tls_ctx = tls_ctx
         tok = self.cluster_token if token == "default" else token
         n.cluster_token = tok
         self._set_token(n, tok, token_via)

@@ -21,8 +21,13 @@ Run alone with:
 
 import json
 import os
+import shutil
+import ssl
+import subprocess
 import sys
+import tempfile
 import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clustertest  # noqa: E402
@@ -284,6 +289,54 @@ class JoinTest(ClusterTestCase):
         b = c.add_node(token_via="env", name="env")
         ids = [d["id"] for d in c.list_nodes()]
         self.assertEqual(sorted(ids), sorted([a.node_id, b.node_id]))
+
+
+class TlsClusterTest(ClusterTestCase):
+    """A coordinator and a node both serving HTTPS (--tls-cert), each trusting the
+    other's certificate through --cacert; a node without --cacert cannot join."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which("openssl"):
+            raise unittest.SkipTest("needs the openssl command (Debian package openssl)")
+        cls.pki = tempfile.mkdtemp(prefix="jobd-ct-pki-")
+        cls.addClassCleanup(shutil.rmtree, cls.pki, True)
+        cls.cert = os.path.join(cls.pki, "c.pem")
+        cls.key = os.path.join(cls.pki, "c.key")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", cls.key, "-out", cls.cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        os.chmod(cls.key, 0o600)
+        cls.ctx = ssl.create_default_context(cafile=cls.cert)
+
+    def test_https_coordinator_and_node(self):
+        tls = ["--tls-cert", self.cert, "--tls-key", self.key, "--cacert", self.cert]
+        c = self.cluster(args=tls, tls_ctx=self.ctx)
+        self.assertTrue(c.join_url().startswith("https://"), c.join_url())
+        n = c.add_node({"tls": "yes"}, args=tls, tls_ctx=self.ctx, name="tls")
+        self.assertEqual(c.node_doc(n)["url"], "https://127.0.0.1:%d" % n.port,
+                         "the default --advertise is https with --tls-cert")
+        gate = os.path.join(self.tmp, "gate")
+        job = c.submit({"shell": "echo over-tls; while [ ! -e %s ]; do sleep 0.05; done; echo done" % gate,
+                        "timeout": 60})
+        try:
+            c.coord.wait_output(job["id"], b"over-tls\n")
+        finally:
+            with open(gate, "w"):
+                pass
+        done = c.wait_job(job["id"])
+        self.assertEqual((done["state"], done["node"]), ("succeeded", n.node_id), done)
+        self.assertEqual(c.coord.output(job["id"]), b"over-tls\ndone\n")
+        # A node that does not trust the coordinator's certificate never joins.
+        untrusting = c.add_node(args=["--tls-cert", self.cert, "--tls-key", self.key], tls_ctx=self.ctx,
+                                wait=False, name="no-cacert")
+        end = time.monotonic() + c.node_timeout * 1.5
+        while time.monotonic() < end:
+            self.assertNotIn(untrusting.node_id, [d["id"] for d in c.list_nodes()],
+                             "a node joined over an unverified TLS connection")
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":

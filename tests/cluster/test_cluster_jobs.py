@@ -103,7 +103,8 @@ class RemoteJobsTest(ClusterTestCase):
 
     def test_remote_command_succeeds(self):
         job = self.run_remote({"command": ["sh", "-c", "echo out-line; echo err-line >&2"],
-                               "name": "remote-ok", "labels": {"team": "t1"}})
+                               "name": "remote-ok", "labels": {"team": "t1"}, "node_selector": {"pool": "x"},
+                               "retries": 2, "retry_delay": 3, "retry_exit_codes": [9]})
         self.assertJobShape(job)
         self.assertEqual(job["state"], "succeeded", job)
         self.assertEqual(job["exit_code"], 0, job)
@@ -136,7 +137,12 @@ class RemoteJobsTest(ClusterTestCase):
         self.assertEqual(rj["executor"], "process", "executor remote is dropped: %s" % rj)
         self.assertEqual(rj["command"], ["sh", "-c", "echo out-line; echo err-line >&2"], rj)
         self.assertEqual(rj["state"], "succeeded", rj)
-        self.assertEqual(rj["retries"], 0, rj)
+        self.assertEqual(rj["retries"], 0, "retries are the coordinator's: %s" % rj)
+        self.assertNotEqual(rj["retry_exit_codes"], [9], rj)
+        self.assertNotEqual(rj["retry_delay"], 3, rj)
+        self.assertFalse(rj["node_selector"], "node_selector is dropped: %s" % rj)
+        self.assertEqual(rj["name"], "remote-ok", rj)
+        self.assertIsNone(rj.get("node"), "the node runs it itself: %s" % rj)
         r = node.request("GET", "/v1/jobs/%s/stdout" % rj["id"], headers=node.ctoken_headers())
         self.assertEqual((r.status, r.body), (200, b"out-line\n"), "the node's own copy of the output")
         # The other node knows nothing of it.
