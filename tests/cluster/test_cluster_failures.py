@@ -17,6 +17,7 @@ Run alone with:
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -157,6 +158,108 @@ class NodeLostTest(ClusterTestCase):
         self.assertGreaterEqual(counts.get(2, 0), 1, "some jobs were on the killed node: %s" % counts)
         clustertest.note("jobs by attempts after a node loss: %s", counts)
 
+    def test_frozen_node_is_fenced(self):
+        # A node that stops answering (SIGSTOP) is down; its job runs again elsewhere.
+        # Its first attempt ends while it is frozen; when it thaws, that late answer is
+        # ignored (the job keeps running its second attempt), and the node is ready again.
+        c = self.cluster()
+        a = c.add_node({"pool": "x"}, name="A")
+        counter = os.path.join(self.tmp, "runs")
+        gate = os.path.join(self.tmp, "gate")
+        shell = ("echo run >> %s; n=$(wc -l < %s); if [ $n -eq 1 ]; then echo first; sleep 1; echo late-first; "
+                 "exit 0; fi; %s" % (counter, counter, gated_shell(gate, "second", "done")))
+        job = c.submit({"shell": shell, "retries": 1, "retry_delay": 0.1})
+        self.assertEqual(c.wait_running(job["id"])["node"], a.node_id)
+        c.coord.wait_output(job["id"], b"first\n")
+        b = c.add_node({"pool": "x"}, name="B")
+        os.kill(a.pid, signal.SIGSTOP)
+        try:
+            c.wait_node(a, "down", timeout=c.node_timeout + 5)
+            run2 = c.wait_running(job["id"], timeout=10)
+            self.assertEqual(run2["node"], b.node_id, run2)
+            c.coord.wait_output(job["id"], b"second\n")
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
+        try:
+            c.wait_node(a, "ready", timeout=15)
+            # A now reports attempt 1 as succeeded: too late, ignored.
+            end = time.monotonic() + 5
+            while time.monotonic() < end:
+                copies = a.remote_copies(job["id"])
+                if copies and copies[0]["state"] in clustertest.FINAL_STATES:
+                    break
+                time.sleep(0.05)
+            # (succeeded, or cancelled when the coordinator's cancel reached the node first)
+            self.assertEqual(len(copies), 1, copies)
+            self.assertEqual(copies[0]["labels"].get("jobd.attempt"), "1", copies)
+            self.assertIn(copies[0]["state"], ("succeeded", "cancelled"), copies)
+            time.sleep(1.0)
+            now = c.coord.job(job["id"])
+            self.assertEqual((now["state"], now["node"], now["attempts"]), ("running", b.node_id, 2),
+                             "a late answer about an abandoned attempt changed the job: %s" % json.dumps(now))
+            self.assertEqual(c.coord.output(job["id"]), b"second\n")
+        finally:
+            open_gate(gate)
+        done = c.wait_job(job["id"])
+        self.assertEqual((done["state"], done["node"], done["attempts"]), ("succeeded", b.node_id, 2), done)
+        self.assertEqual(c.coord.output(job["id"]), b"second\ndone\n")
+        self.assertEqual(count_lines(counter), 2)
+
+    def test_frozen_node_attempt_cancelled_when_it_thaws(self):
+        # The abandoned attempt is still running on the node when it comes back: the node
+        # is told to cancel it.
+        c = self.cluster()
+        a = c.add_node({"pool": "x"}, name="A")
+        counter = os.path.join(self.tmp, "runs")
+        job = c.submit({"shell": counted_shell(counter, "echo first; exec sleep 60"), "retries": 1,
+                        "retry_delay": 0.1, "kill_grace": 1})
+        self.assertEqual(c.wait_running(job["id"])["node"], a.node_id)
+        c.coord.wait_output(job["id"], b"first\n")
+        b = c.add_node({"pool": "x"}, name="B")
+        os.kill(a.pid, signal.SIGSTOP)
+        try:
+            c.wait_node(a, "down", timeout=c.node_timeout + 5)
+            done = c.wait_job(job["id"], 20)
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
+        self.assertEqual((done["state"], done["node"], done["attempts"]), ("succeeded", b.node_id, 2), done)
+        c.wait_node(a, "ready", timeout=15)
+        end = time.monotonic() + 15
+        copies = []
+        while time.monotonic() < end:
+            copies = a.remote_copies(job["id"])
+            if copies and copies[0]["state"] in clustertest.FINAL_STATES:
+                break
+            time.sleep(0.1)
+        self.assertEqual([(x["labels"].get("jobd.attempt"), x["state"]) for x in copies], [("1", "cancelled")],
+                         "the node is told to cancel the abandoned attempt: %s" % json.dumps(copies)[:500])
+        self.assertEqual(c.coord.job(job["id"])["state"], "succeeded")
+
+    def test_cancel_right_after_submit(self):
+        # A cancel racing the dispatch: the job ends cancelled and nothing keeps running on the node.
+        c = self.cluster()
+        a = c.add_node(name="A")
+        ids = []
+        for i in range(10):
+            j = c.submit({"shell": "exec sleep 60", "kill_grace": 1})
+            r = c.coord.request("POST", "/v1/jobs/%s/cancel" % j["id"])
+            self.assertEqual(r.status, 202, r)
+            ids.append(j["id"])
+        for jid in ids:
+            d = c.wait_job(jid, 15)
+            self.assertEqual(d["state"], "cancelled", d)
+        end = time.monotonic() + 10
+        active = None
+        while time.monotonic() < end:
+            r = a.request("GET", "/v1/jobs?state=queued,running", headers=a.ctoken_headers())
+            self.assertEqual(r.status, 200, r)
+            active = r.json["jobs"]
+            if not active:
+                break
+            time.sleep(0.1)
+        self.assertEqual(active, [], "jobs left running on the node after their cancel")
+        self.assertEqual(c.node_doc(a)["running"], 0)
+
 
 class CoordinatorRestartTest(ClusterTestCase):
     def restart_coordinator(self, c, while_away=None):
@@ -242,7 +345,8 @@ class CoordinatorRestartTest(ClusterTestCase):
         c = self.cluster()
         a = c.add_node({"k": "v"}, capacity=3, name="A")
         before = c.node_doc(a)
-        self.restart_coordinator(c)
+        # Away for a while (the node retries with backoff meanwhile), then back.
+        self.restart_coordinator(c, lambda: time.sleep(3))
         # Nodes are rows: listed after the restart (and ready again once they heartbeat).
         d = c.wait_node(a, "ready", timeout=10)
         self.assertEqual(d["labels"], {"k": "v"})

@@ -179,6 +179,28 @@ class NodeOptionsTest(ClusterTestCase):
         self.assertEqual((done["state"], done["node"]), ("succeeded", n.node_id), done)
         self.assertEqual(c.coord.output(job["id"]), b"via-localhost\n")
 
+    def test_labels_updated_on_restart(self):
+        c = self.cluster()
+        a = c.add_node({"color": "red"}, capacity=2, name="A")
+        rc = a.stop()
+        self.assertEqual(rc, 0)
+        a.args = ["--join", c.join_url(), "--label", "color=blue", "--capacity", "3"]
+        a.restart()
+        end = time.monotonic() + 10
+        d = None
+        while time.monotonic() < end:
+            d = c.node_doc(a)
+            if d and d["labels"] == {"color": "blue"} and d["state"] == "ready":
+                break
+            time.sleep(0.05)
+        self.assertEqual((d["labels"], d["capacity"], d["state"]), ({"color": "blue"}, 3, "ready"), d)
+        self.assertEqual([x["id"] for x in c.list_nodes()], [a.node_id], "the same node id after a restart")
+        blue = c.submit({"command": ["true"], "node_selector": {"color": "blue"}})
+        self.assertEqual(c.wait_job(blue["id"])["node"], a.node_id)
+        red = c.submit({"command": ["true"], "node_selector": {"color": "red"}})
+        time.sleep(0.3)
+        self.assertEqual(c.coord.job(red["id"])["state"], "queued")
+
     def test_capacity_defaults_to_max_procs(self):
         c = self.cluster()
         n = c.add_node(args=["--max-procs", "3"])
