@@ -205,7 +205,7 @@ static void create_first(struct http_req *req, struct batch_req *br) {
         jobd_spec_init(&specs[i]);
         rc = jobd_spec_parse(json_array_get(jobs, i), &specs[i], &err);
         if (rc == 0)
-            rc = api_check_spec(&specs[i], &err);
+            rc = api_check_spec(((struct app *)http_app(req))->cfg, &specs[i], &err);
         if (rc < 0) {
             char field[160];
             if (err.field[0])

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "exec_remote.h"
 #include "jobd/spec.h"
 #include "jobd/util.h"
 #include "output.h"
@@ -190,15 +191,22 @@ static int json_depth(const json_t *v, int limit) {
 
 #define MAX_ARGS_DEPTH 512 /* nesting of a task's args; the store's JSON functions stop at 2000 */
 
-int api_check_spec(const struct jobd_spec *spec, struct jobd_error *err) {
+int api_check_spec(const struct config *cfg, const struct jobd_spec *spec, struct jobd_error *err) {
     if (spec->args && json_depth(spec->args, MAX_ARGS_DEPTH + 1) > MAX_ARGS_DEPTH)
         return jobd_error_set(err, "args", "is nested more than %d levels deep", MAX_ARGS_DEPTH);
     if (spec->kind == JOBD_SPEC_TASK && jobd_task_check_spec(spec->task, spec->args, err) < 0)
         return -EINVAL;
-    if (spec->executor == JOBD_EXEC_REMOTE)
-        return jobd_error_set(err, "executor",
-                              "'remote' needs worker nodes, which this jobd does not have; use "
-                              "'process' or 'thread'");
+    if (spec->executor == JOBD_EXEC_REMOTE) {
+        if (!cfg || !cfg->cluster_token)
+            return jobd_error_set(err, "executor",
+                                  "'remote' needs worker nodes, and this jobd takes none (it "
+                                  "has no cluster token); use 'process' or 'thread'");
+        if (spec->labels && json_object_size(spec->labels) > JOBD_MAX_LABELS - EXEC_REMOTE_LABELS)
+            return jobd_error_set(err, "labels",
+                                  "a remote job can have at most %d labels (jobd adds %d of "
+                                  "its own on the node)",
+                                  JOBD_MAX_LABELS - EXEC_REMOTE_LABELS, EXEC_REMOTE_LABELS);
+    }
     return 0;
 }
 
@@ -303,7 +311,7 @@ static void create_first(struct http_req *req, struct job_req *jr) {
             http_problem(req, 400, "invalid-spec", "Invalid job spec", NULL, "%s", err.message);
         return;
     }
-    if (api_check_spec(&spec, &err) < 0) {
+    if (api_check_spec(app_of(req)->cfg, &spec, &err) < 0) {
         http_problem(req, 400, "invalid-spec", "Invalid job spec", err.field, "%s: %s", err.field,
                      err.message);
         jobd_spec_free(&spec);

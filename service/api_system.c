@@ -29,11 +29,16 @@ void api_healthz(struct http_req *req) {
      * Stuck task threads do not make jobd unhealthy (it serves on with the
      * others), but they are reported so a person can look.
      */
-    http_respond_json(req, 200,
-                      json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i}", "status", "ok", "version",
-                                JOBD_VERSION, "queued", st.queued, "running", st.running, "threads",
-                                st.threads, "threads_busy", st.running_thread, "threads_stuck",
-                                st.stuck_threads));
+    json_t *doc =
+        json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i}", "status", "ok", "version", JOBD_VERSION,
+                  "queued", st.queued, "running", st.running, "threads", st.threads, "threads_busy",
+                  st.running_thread, "threads_stuck", st.stuck_threads);
+    /* A coordinator counts its nodes (a down node does not make it unhealthy). */
+    if (doc && app->cfg->cluster_token && !app->cfg->join)
+        json_object_set_new(doc, "nodes",
+                            json_pack("{s:i, s:i, s:i}", "ready", st.nodes_ready, "draining",
+                                      st.nodes_draining, "down", st.nodes_down));
+    http_respond_json(req, 200, doc);
 }
 
 /* GET /v1/tasks: the registry, in name order. */
@@ -81,23 +86,31 @@ void api_openapi(struct http_req *req) {
     http_respond_buf(req, 200, "application/yaml", copy, openapi_yaml_len);
 }
 
-/* method, path, handler, needs the token, takes a JSON body, takes a big body */
+/*
+ * method, path, handler, needs the token, takes a JSON body, takes a big body,
+ * needs the cluster token instead
+ */
 const struct http_route api_routes[] = {
-    {"GET", "/healthz", api_healthz, false, false, false},
-    {"POST", "/v1/jobs", api_jobs_create, true, true, false},
-    {"GET", "/v1/jobs", api_jobs_list, true, false, false},
-    {"GET", "/v1/jobs/{}", api_jobs_get, true, false, false},
-    {"DELETE", "/v1/jobs/{}", api_jobs_delete, true, false, false},
-    {"POST", "/v1/jobs/{}/cancel", api_jobs_cancel, true, false, false},
-    {"GET", "/v1/jobs/{}/stdout", api_jobs_stdout, true, false, false},
-    {"GET", "/v1/jobs/{}/stderr", api_jobs_stderr, true, false, false},
-    {"GET", "/v1/openapi.yaml", api_openapi, true, false, false},
-    {"GET", "/v1/tasks", api_tasks_list, true, false, false},
-    {"POST", "/v1/batches", api_batches_create, true, true, true},
-    {"GET", "/v1/batches/{}", api_batches_get, true, false, false},
-    {"POST", "/v1/batches/{}/cancel", api_batches_cancel, true, false, false},
-    {"GET", "/metrics", api_metrics, true, false, false},
-    {"GET", "/v1/events", api_events, true, false, false},
+    {"GET", "/healthz", api_healthz, false, false, false, false},
+    {"POST", "/v1/jobs", api_jobs_create, true, true, false, false},
+    {"GET", "/v1/jobs", api_jobs_list, true, false, false, false},
+    {"GET", "/v1/jobs/{}", api_jobs_get, true, false, false, false},
+    {"DELETE", "/v1/jobs/{}", api_jobs_delete, true, false, false, false},
+    {"POST", "/v1/jobs/{}/cancel", api_jobs_cancel, true, false, false, false},
+    {"GET", "/v1/jobs/{}/stdout", api_jobs_stdout, true, false, false, false},
+    {"GET", "/v1/jobs/{}/stderr", api_jobs_stderr, true, false, false, false},
+    {"GET", "/v1/openapi.yaml", api_openapi, true, false, false, false},
+    {"GET", "/v1/tasks", api_tasks_list, true, false, false, false},
+    {"POST", "/v1/batches", api_batches_create, true, true, true, false},
+    {"GET", "/v1/batches/{}", api_batches_get, true, false, false, false},
+    {"POST", "/v1/batches/{}/cancel", api_batches_cancel, true, false, false, false},
+    {"GET", "/metrics", api_metrics, true, false, false, false},
+    {"GET", "/v1/events", api_events, true, false, false, false},
+    {"POST", "/v1/nodes", api_nodes_register, true, true, false, true},
+    {"GET", "/v1/nodes", api_nodes_list, true, false, false, false},
+    {"GET", "/v1/nodes/{}", api_nodes_get, true, false, false, false},
+    {"DELETE", "/v1/nodes/{}", api_nodes_delete, true, false, false, false},
+    {"POST", "/v1/nodes/{}/drain", api_nodes_drain, true, false, false, false},
 };
 
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];

@@ -24,11 +24,12 @@ extern const size_t api_n_routes;
 
 /*
  * Checks of a parsed spec that need the service (tasks registered, executors
- * available). Return 0, or -EINVAL after filling err.
+ * available; cfg may be NULL: no worker nodes). Return 0, or -EINVAL after
+ * filling err.
  */
 struct jobd_spec;
 struct jobd_error;
-int api_check_spec(const struct jobd_spec *spec, struct jobd_error *err);
+int api_check_spec(const struct config *cfg, const struct jobd_spec *spec, struct jobd_error *err);
 
 /* Answer 500 (503 when out of memory) for an internal failure rc (a negative errno). */
 void api_internal(struct http_req *req, int rc);
@@ -52,5 +53,10 @@ void api_events(struct http_req *req);
 void api_batches_create(struct http_req *req);
 void api_batches_get(struct http_req *req);
 void api_batches_cancel(struct http_req *req);
+void api_nodes_register(struct http_req *req);
+void api_nodes_list(struct http_req *req);
+void api_nodes_get(struct http_req *req);
+void api_nodes_delete(struct http_req *req);
+void api_nodes_drain(struct http_req *req);
 
 #endif

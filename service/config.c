@@ -3,6 +3,8 @@
  */
 #include "config.h"
 
+#include "jobd/spec.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -44,6 +46,18 @@ static const char usage_text[] =
     "  --connection-timeout SECS  idle connection timeout (default 60)\n"
     "  --log-format plain|json    log line format on stderr (default plain)\n"
     "  --access-log               log every request (id, method, path, status, time)\n"
+    "\n"
+    "worker nodes:\n"
+    "  --cluster-token-file FILE  token shared by a coordinator and its nodes (or env\n"
+    "                             JOBD_CLUSTER_TOKEN); a jobd with one accepts nodes\n"
+    "  --node-timeout SECONDS     a node not heard from this long is down (default 15)\n"
+    "  --join URL                 run as a worker node of the coordinator at URL\n"
+    "  --advertise URL            where the coordinator reaches this node (default:\n"
+    "                             http://HOSTNAME:PORT, or http://127.0.0.1:PORT on loopback)\n"
+    "  --label KEY=VALUE          a label of this node, for node_selector (repeatable)\n"
+    "  --capacity N               remote jobs this node runs at once (default --max-procs)\n"
+    "  --cacert FILE              CA certificates for jobd's own HTTPS requests\n"
+    "\n"
     "  --version                  print the version and exit\n"
     "  --help                     print this help and exit\n";
 
@@ -69,6 +83,13 @@ enum {
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_RUN_AS,
+    OPT_CLUSTER_TOKEN_FILE,
+    OPT_NODE_TIMEOUT,
+    OPT_JOIN,
+    OPT_ADVERTISE,
+    OPT_LABEL,
+    OPT_CAPACITY,
+    OPT_CACERT,
     OPT_VERSION,
     OPT_HELP,
 };
@@ -95,6 +116,13 @@ static const struct option long_opts[] = {
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"run-as", required_argument, NULL, OPT_RUN_AS},
+    {"cluster-token-file", required_argument, NULL, OPT_CLUSTER_TOKEN_FILE},
+    {"node-timeout", required_argument, NULL, OPT_NODE_TIMEOUT},
+    {"join", required_argument, NULL, OPT_JOIN},
+    {"advertise", required_argument, NULL, OPT_ADVERTISE},
+    {"label", required_argument, NULL, OPT_LABEL},
+    {"capacity", required_argument, NULL, OPT_CAPACITY},
+    {"cacert", required_argument, NULL, OPT_CACERT},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -194,16 +222,16 @@ static void warn_if_shared(int fd, const char *flag, const char *path, FILE *err
 }
 
 /* Read a token file: its first line, without trailing whitespace. */
-static char *read_token_file(const char *path, FILE *err) {
+static char *read_token_file(const char *flag, const char *path, FILE *err) {
     FILE *f = fopen(path, "re");
     char buf[4096], *tok;
     size_t n;
 
     if (!f) {
-        fprintf(err, "jobd: --token-file: cannot open %s: %s\n", path, strerror(errno));
+        fprintf(err, "jobd: --%s: cannot open %s: %s\n", flag, path, strerror(errno));
         return NULL;
     }
-    warn_if_shared(fileno(f), "token-file", path, err);
+    warn_if_shared(fileno(f), flag, path, err);
     n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
@@ -212,7 +240,7 @@ static char *read_token_file(const char *path, FILE *err) {
     while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
         buf[--n] = '\0';
     if (n == 0) {
-        fprintf(err, "jobd: --token-file: %s is empty\n", path);
+        fprintf(err, "jobd: --%s: %s is empty\n", flag, path);
         return NULL;
     }
     tok = strdup(buf);
@@ -439,18 +467,71 @@ out:
  * /proc/PID/environ, readable by processes of jobd's user). No thread
  * exists yet, so changing the environment is safe.
  */
-static void scrub_env_token(void) {
-    char *v = getenv("JOBD_TOKEN");
+static void scrub_env_token(const char *name) {
+    char *v = getenv(name);
 
     if (v)
         explicit_bzero(v, strlen(v));
-    unsetenv("JOBD_TOKEN");
+    unsetenv(name);
+}
+
+/* A token from its file, else from the environment variable `env`. Return 0 or -1. */
+static int load_token(const char *flag, const char *file, const char *env, char **out, FILE *err) {
+    if (file) {
+        *out = read_token_file(flag, file, err);
+        if (!*out)
+            return -1;
+    } else if (getenv(env) && *getenv(env)) {
+        *out = strdup(getenv(env));
+        if (!*out)
+            return -1;
+    }
+    scrub_env_token(env);
+    return 0;
+}
+
+static bool label_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '/' || c == '-';
+}
+
+int config_check_label(const char *kv, char *msg, size_t len) {
+    const char *eq = strchr(kv, '=');
+
+    if (!eq || eq == kv) {
+        snprintf(msg, len, "must be KEY=VALUE");
+        return -1;
+    }
+    if (eq - kv > JOBD_MAX_LABEL_KEY) {
+        snprintf(msg, len, "the key must be at most %d bytes", JOBD_MAX_LABEL_KEY);
+        return -1;
+    }
+    for (const char *p = kv; p < eq; p++) {
+        if (!label_char(*p)) {
+            snprintf(msg, len, "the key must contain only A-Z a-z 0-9 _ . / -");
+            return -1;
+        }
+    }
+    if (strlen(eq + 1) > JOBD_MAX_LABEL_VAL) {
+        snprintf(msg, len, "the value must be at most %d bytes", JOBD_MAX_LABEL_VAL);
+        return -1;
+    }
+    return 0;
+}
+
+/* True for an http:// or https:// URL with a host. */
+static bool is_http_url(const char *u) {
+    const char *rest = strncmp(u, "http://", 7) == 0    ? u + 7
+                       : strncmp(u, "https://", 8) == 0 ? u + 8
+                                                        : NULL;
+    return rest && *rest && *rest != '/' && strlen(u) <= 1024 && !strpbrk(u, " \t\r\n");
 }
 
 int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err) {
     const char *data_dir = "./jobd-data";
     const char *token_file = NULL;
-    const char *tls_cert = NULL, *tls_key = NULL, *run_as = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL, *run_as = NULL, *cluster_token_file = NULL;
+    bool capacity_set = false;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int64_t v;
     int c;
@@ -469,6 +550,7 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
     cfg->max_batch_body = (int64_t)64 << 20;
     cfg->max_connections = 4096;
     cfg->connection_timeout = 60;
+    cfg->node_timeout = 15;
 
     optind = 1;
     opterr = 0;
@@ -561,6 +643,53 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
             }
             run_as = optarg;
             break;
+        case OPT_CLUSTER_TOKEN_FILE:
+            cluster_token_file = optarg;
+            break;
+        case OPT_NODE_TIMEOUT:
+            if (parse_seconds("node-timeout", optarg, 0.5, 86400, &cfg->node_timeout, err) < 0)
+                goto fail;
+            break;
+        case OPT_JOIN:
+        case OPT_ADVERTISE:
+            if (!is_http_url(optarg)) {
+                fprintf(err, "jobd: --%s: must be an http:// or https:// URL, not '%s'\n",
+                        c == OPT_JOIN ? "join" : "advertise", optarg);
+                goto fail;
+            }
+            *(c == OPT_JOIN ? &cfg->join : &cfg->advertise) = optarg;
+            break;
+        case OPT_LABEL: {
+            char msg[128];
+            const char **nl;
+            if (config_check_label(optarg, msg, sizeof msg) < 0) {
+                fprintf(err, "jobd: --label %s: %s\n", optarg, msg);
+                goto fail;
+            }
+            if (cfg->n_labels >= JOBD_MAX_LABELS) {
+                fprintf(err, "jobd: --label: at most %d labels\n", JOBD_MAX_LABELS);
+                goto fail;
+            }
+            nl = realloc(cfg->labels, (size_t)(cfg->n_labels + 1) * sizeof *nl);
+            if (!nl)
+                goto fail;
+            cfg->labels = nl;
+            cfg->labels[cfg->n_labels++] = optarg;
+            break;
+        }
+        case OPT_CAPACITY:
+            if (parse_int("capacity", optarg, 1, 100000, &v, err) < 0)
+                goto fail;
+            cfg->capacity = (int)v;
+            capacity_set = true;
+            break;
+        case OPT_CACERT:
+            if (access(optarg, R_OK) < 0) {
+                fprintf(err, "jobd: --cacert: cannot read %s: %s\n", optarg, strerror(errno));
+                goto fail;
+            }
+            cfg->cacert = optarg;
+            break;
         case OPT_ACCESS_LOG:
             cfg->access_log = true;
             break;
@@ -599,16 +728,27 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
         if (!cfg->run_as)
             goto fail;
     }
-    if (token_file) {
-        cfg->token = read_token_file(token_file, err);
-        if (!cfg->token)
-            goto fail;
-    } else if (getenv("JOBD_TOKEN") && *getenv("JOBD_TOKEN")) {
-        cfg->token = strdup(getenv("JOBD_TOKEN"));
-        if (!cfg->token)
-            goto fail;
+    if (load_token("token-file", token_file, "JOBD_TOKEN", &cfg->token, err) < 0 ||
+        load_token("cluster-token-file", cluster_token_file, "JOBD_CLUSTER_TOKEN",
+                   &cfg->cluster_token, err) < 0)
+        goto fail;
+    if (cfg->token && cfg->cluster_token && strcmp(cfg->token, cfg->cluster_token) == 0) {
+        fprintf(err, "jobd: the cluster token must differ from the users' token: a node "
+                     "could otherwise do all a user can\n");
+        goto fail;
     }
-    scrub_env_token();
+    if (cfg->join && !cfg->cluster_token) {
+        fprintf(err, "jobd: --join needs the cluster token (--cluster-token-file or "
+                     "JOBD_CLUSTER_TOKEN)\n");
+        goto fail;
+    }
+    if (!cfg->join && (cfg->advertise || cfg->n_labels || capacity_set)) {
+        fprintf(err, "jobd: --advertise, --label and --capacity describe a worker node: they "
+                     "need --join\n");
+        goto fail;
+    }
+    if (!capacity_set)
+        cfg->capacity = cfg->max_procs;
     if (!tls_cert != !tls_key) {
         fprintf(err, "jobd: --tls-cert and --tls-key go together: give both, or neither\n");
         goto fail;
@@ -621,7 +761,8 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
         if (!cfg->tls_key)
             goto fail;
     }
-    if (!cfg->token && !cfg->insecure && !config_is_loopback(cfg)) {
+    /* A node's API is guarded by the cluster token (its one client is the coordinator). */
+    if (!cfg->token && !cfg->insecure && !config_is_loopback(cfg) && !cfg->join) {
         fprintf(err,
                 "jobd: refusing to listen on %s without a token: anyone who can reach it could "
                 "run commands. Set --token-file or JOBD_TOKEN, or pass --insecure.\n",
@@ -653,6 +794,10 @@ bool config_is_loopback(const struct config *cfg) {
 void config_free(struct config *cfg) {
     free_secret(&cfg->token);
     free_secret(&cfg->tls_key);
+    free_secret(&cfg->cluster_token);
+    free(cfg->labels);
+    cfg->labels = NULL;
+    cfg->n_labels = 0;
     free(cfg->tls_cert);
     run_as_free(cfg->run_as);
     free(cfg->data_dir);

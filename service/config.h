@@ -50,6 +50,16 @@ struct config {
     struct run_as *run_as; /* owned; NULL: jobs run as jobd's own user */
     char *tls_cert;        /* PEM text of --tls-cert, owned; NULL: plain HTTP */
     char *tls_key;         /* PEM text of --tls-key, owned; set exactly when tls_cert is */
+
+    /* Worker nodes (see DESIGN.md "Worker nodes"). */
+    char *cluster_token; /* --cluster-token-file / JOBD_CLUSTER_TOKEN, owned; NULL: none */
+    const char *join;    /* --join URL of the coordinator (borrowed from argv); NULL: not a node */
+    const char *advertise; /* --advertise URL (borrowed); NULL: made at start (main.c) */
+    const char **labels;   /* --label K=V (borrowed from argv), n_labels of them */
+    int n_labels;
+    int capacity;        /* --capacity: remote jobs this node takes at once */
+    double node_timeout; /* seconds without a word before a node is down */
+    const char *cacert;  /* --cacert FILE for jobd's own HTTPS requests (borrowed); NULL: system */
 };
 
 /*
@@ -65,5 +75,11 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
 bool config_is_loopback(const struct config *cfg);
 
 void config_free(struct config *cfg);
+
+/*
+ * Check a node label "K=V" (the key rules of job labels). Return 0, or -1
+ * after writing why into msg.
+ */
+int config_check_label(const char *kv, char *msg, size_t len);
 
 #endif

@@ -35,12 +35,21 @@ struct http_route {
     bool auth;     /* needs the bearer token when one is configured */
     bool body;     /* takes a JSON body (checks Content-Type) */
     bool big_body; /* its body may be up to max_big_body instead of max_body */
+    bool cluster;  /* needs the cluster token instead of the users' (POST /v1/nodes) */
 };
 
 struct http_config {
     const char *host;
     int port;
     const char *token; /* NULL: no auth */
+    /*
+     * The cluster token: the only one a `cluster` route takes (NULL: such
+     * routes check nothing here and refuse by themselves). When `peer` is
+     * set (a worker node, whose client is its coordinator), the other routes
+     * that need auth take it too, and need it even without a users' token.
+     */
+    const char *cluster_token;
+    bool peer;
     int64_t max_body;
     int64_t max_big_body;
     bool access_log; /* log_request for each request */

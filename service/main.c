@@ -27,6 +27,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "node_agent.h"
 #include "plugin.h"
 #include "tasks_builtin.h"
 #include "scheduler.h"
@@ -74,6 +75,74 @@ static int lock_data_dir(const char *dir) {
     return fd;
 }
 
+/*
+ * This jobd's persistent id, "n" + 16 hex digits, kept in <data>/instance-id
+ * (made on the first start from /dev/urandom). A node joins under it; a
+ * coordinator labels its remote jobs with it. Return 0 or -1 after logging.
+ */
+static int instance_id(const char *dir, char *id, size_t len) {
+    char path[4200], buf[64];
+    unsigned char rnd[8];
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "%s/instance-id", dir);
+    f = fopen(path, "re");
+    if (f) {
+        n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        buf[strcspn(buf, "\r\n")] = '\0';
+        if (strlen(buf) == 17 && buf[0] == 'n' && strspn(buf + 1, "0123456789abcdef") == 16) {
+            snprintf(id, len, "%s", buf);
+            return 0;
+        }
+        log_warn("jobd: %s is malformed; making a new id", path);
+    }
+    f = fopen("/dev/urandom", "re");
+    if (!f || fread(rnd, 1, sizeof rnd, f) != sizeof rnd) {
+        log_error("jobd: cannot read /dev/urandom: %s", strerror(errno));
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    snprintf(buf, sizeof buf, "n");
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(buf + 1 + 2 * i, sizeof buf - 1 - 2 * i, "%02x", rnd[i]);
+    f = fopen(path, "wxe");
+    if (!f || fprintf(f, "%s\n", buf) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        log_error("jobd: cannot write %s: %s", path, strerror(errno));
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    snprintf(id, len, "%s", buf);
+    return 0;
+}
+
+/* The URL the coordinator reaches this node at, when --advertise is not given. */
+static void default_advertise(const struct config *cfg, int port, char *buf, size_t len) {
+    const char *scheme = cfg->tls_cert ? "https" : "http";
+    char host[256];
+
+    if (config_is_loopback(cfg)) {
+        snprintf(buf, len, "%s://%s:%d", scheme,
+                 strchr(cfg->listen_host, ':') ? "[::1]" : "127.0.0.1", port);
+    } else if (strcmp(cfg->listen_host, "0.0.0.0") == 0 || strcmp(cfg->listen_host, "::") == 0) {
+        /* In a container, the hostname is the name others resolve on its network. */
+        if (gethostname(host, sizeof host) < 0 || !host[0])
+            snprintf(host, sizeof host, "localhost");
+        host[sizeof host - 1] = '\0';
+        snprintf(buf, len, "%s://%s:%d", scheme, host, port);
+    } else if (strchr(cfg->listen_host, ':')) {
+        snprintf(buf, len, "%s://[%s]:%d", scheme, cfg->listen_host, port);
+    } else {
+        snprintf(buf, len, "%s://%s:%d", scheme, cfg->listen_host, port);
+    }
+}
+
 int main(int argc, char **argv) {
     struct config cfg;
     struct app app;
@@ -84,8 +153,9 @@ int main(int argc, char **argv) {
     struct http_server *http = NULL;
     struct http_config hc;
     struct sched_config sc;
+    struct node_agent *agent = NULL;
     sigset_t set;
-    char err[512];
+    char err[512], iid[64], advertise[1100];
     int rc, sig = 0, status = 1, lock_fd = -1;
     bool curl_ready = false;
 
@@ -141,7 +211,10 @@ int main(int argc, char **argv) {
         goto out;
     }
     app.store = store;
+    if (instance_id(cfg.data_dir, iid, sizeof iid) < 0)
+        goto out;
     memset(&sc, 0, sizeof sc);
+    sc.instance_id = iid;
     sc.cfg = &cfg;
     sc.store = store;
     sc.out_dir = app.out_dir;
@@ -179,6 +252,8 @@ int main(int argc, char **argv) {
     hc.timers = timers;
     hc.tls_cert = cfg.tls_cert;
     hc.tls_key = cfg.tls_key;
+    hc.cluster_token = cfg.cluster_token;
+    hc.peer = cfg.join != NULL;
     rc = http_start(&hc, &http);
     if (rc < 0)
         goto out;
@@ -191,6 +266,28 @@ int main(int argc, char **argv) {
                http_port(http));
     printf("jobd: data in %s\n", cfg.data_dir);
     fflush(stdout);
+    if (cfg.join) {
+        struct node_agent_config ac = {
+            .join = cfg.join,
+            .id = iid,
+            .url = cfg.advertise,
+            .labels = cfg.labels,
+            .n_labels = cfg.n_labels,
+            .capacity = cfg.capacity,
+            .cluster_token = cfg.cluster_token,
+            .cacert = cfg.cacert,
+        };
+        if (!ac.url) {
+            default_advertise(&cfg, http_port(http), advertise, sizeof advertise);
+            ac.url = advertise;
+        }
+        rc = node_agent_start(&ac, &agent);
+        if (rc < 0) {
+            log_error("jobd: cannot start joining %s: %s", cfg.join, strerror(-rc));
+            goto out;
+        }
+        log_info("jobd: node %s joins %s, reachable at %s", iid, cfg.join, ac.url);
+    }
     log_info("jobd %s started (max-procs %d, threads %d, auth %s, tls %s, jobs run as %s)",
              JOBD_VERSION, cfg.max_procs, cfg.threads, cfg.token ? "on" : "off",
              cfg.tls_cert ? "on" : "off", cfg.run_as ? cfg.run_as->user : "jobd's user");
@@ -201,6 +298,7 @@ int main(int argc, char **argv) {
     status = 0;
 
 out:
+    node_agent_stop(agent);
     if (http)
         http_begin_shutdown(http);
     if (sched)

@@ -180,8 +180,15 @@ char *metrics_render(const struct sched_stats *st, size_t *len) {
     put(&b,
         "# HELP jobd_jobs_running Jobs running, by executor.\n# TYPE jobd_jobs_running gauge\n"
         "jobd_jobs_running{executor=\"process\"} %d\n"
-        "jobd_jobs_running{executor=\"thread\"} %d\n",
-        st->running_process, st->running_thread);
+        "jobd_jobs_running{executor=\"thread\"} %d\n"
+        "jobd_jobs_running{executor=\"remote\"} %d\n",
+        st->running_process, st->running_thread, st->running_remote);
+    put(&b,
+        "# HELP jobd_nodes Worker nodes known to this coordinator, by state.\n"
+        "# TYPE jobd_nodes gauge\n"
+        "jobd_nodes{state=\"ready\"} %d\njobd_nodes{state=\"draining\"} %d\n"
+        "jobd_nodes{state=\"down\"} %d\n",
+        st->nodes_ready, st->nodes_draining, st->nodes_down);
     put_histogram(&b, "jobd_job_duration_seconds", "Time from start to end of job attempts.",
                   &job_duration, job_bounds, N_JOB_B);
     put(&b, "# HELP jobd_http_requests_total HTTP requests, by route and status.\n"

@@ -19,6 +19,7 @@
 #include "scheduler.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 
 #include "config.h"
 #include "exec_process.h"
+#include "exec_remote.h"
 #include "exec_thread.h"
 #include "jobd/util.h"
 #include "log.h"
@@ -49,7 +51,7 @@ struct jheap {
 };
 
 /* The executors a job can run on, each with its own capacity and queue. */
-enum pool { POOL_PROCESS = 0, POOL_THREAD, POOL_COUNT };
+enum pool { POOL_PROCESS = 0, POOL_THREAD, POOL_REMOTE, POOL_COUNT };
 
 /*
  * A batch in memory while it has active jobs. At most `concurrency` of its
@@ -71,6 +73,29 @@ struct batch {
     bool failed;    /* its transaction failed: it never existed */
     struct sched_watch *watches;
     struct batch *hash_next;
+};
+
+enum node_state { NODE_READY, NODE_DRAINING, NODE_DOWN };
+
+static const char *const node_state_names[] = {"ready", "draining", "down"};
+
+/*
+ * A worker node (DESIGN.md, "Worker nodes"), known from its registration
+ * (and from the store after a restart). `running` counts the remote attempts
+ * handed to it and not yet ended, lost or abandoned.
+ */
+struct node {
+    char id[EXEC_REMOTE_NODE_ID_MAX + 1];
+    char *url;
+    json_t *labels; /* object of strings, never NULL; not shared with other threads */
+    char *version;  /* NULL when the node did not say */
+    int capacity;
+    int running;
+    enum node_state state;
+    int64_t registered_ms;
+    int64_t last_seen_ms;   /* wall clock, for the document */
+    int64_t last_seen_mono; /* monotonic, for --node-timeout */
+    struct node *next;      /* s->nodes, in id order */
 };
 
 struct job {
@@ -105,6 +130,11 @@ struct job {
     struct job *bnext, **bprevp;      /* the batch's active members */
     struct jheap *heap;               /* the heap it is in, NULL when none */
 
+    /* Remote jobs: the node of the current attempt ("" when none) and its id there. */
+    char node_id[EXEC_REMOTE_NODE_ID_MAX + 1];
+    char *remote_id; /* NULL until the node accepted the attempt */
+    char *waiting;   /* why a queued remote job is not dispatched, NULL when it is not waiting */
+
     /* The published view. */
     bool visible;
     char *doc;
@@ -138,6 +168,9 @@ struct snapshot {
     bool out_truncated[2];
     char *out[2]; /* small streams, kept in the row; owned */
     size_t out_len[2];
+    char node_id[EXEC_REMOTE_NODE_ID_MAX + 1];
+    char *remote_id; /* owned */
+    char *waiting;   /* owned */
 };
 
 /* One change on its way through the store. */
@@ -165,6 +198,10 @@ struct sched {
     char *out_dir;
     struct exec_proc *exec;
     struct exec_thread *threads;
+    struct exec_remote *remote; /* NULL when this jobd takes no nodes (no cluster token) */
+    char instance_id[64];
+    struct node *nodes;      /* in id order */
+    int64_t next_node_check; /* mono ms */
 
     int64_t last_num, last_seq, pub_seq;
     struct job **table; /* by num, chained */
@@ -375,7 +412,14 @@ static struct job *heap_pop(struct jheap *h) {
 }
 
 static enum pool pool_of(const struct job *j) {
-    return j->spec.executor == JOBD_EXEC_THREAD ? POOL_THREAD : POOL_PROCESS;
+    switch (j->spec.executor) {
+    case JOBD_EXEC_THREAD:
+        return POOL_THREAD;
+    case JOBD_EXEC_REMOTE:
+        return POOL_REMOTE;
+    default:
+        return POOL_PROCESS;
+    }
 }
 
 /* ---- batches ---- */
@@ -534,16 +578,24 @@ static void time_text(int64_t ms, char *buf, size_t len) {
 static char *render(const struct job *j, const struct snapshot *sn, int64_t seq) {
     const char *sig = sn->signal ? jobd_signal_name(sn->signal) : NULL;
     char *error = json_text_or_null(sn->error);
+    char *waiting = json_text_or_null(sn->waiting);
+    char node[EXEC_REMOTE_NODE_ID_MAX + 3];
     const char *result = sn->result;
     char exit_code[16], signal[32], pid[24], batch[JOBD_MAX_ID_BYTES + 2];
     char created[48], started[48], finished[48];
     char *out = NULL;
     int n;
 
-    if (!error || !j->spec_doc) {
+    if (!error || !waiting || !j->spec_doc) {
         free(error);
+        free(waiting);
         return NULL;
     }
+    /* Node ids are checked at registration: nothing in them needs escaping. */
+    if (sn->node_id[0])
+        snprintf(node, sizeof node, "\"%s\"", sn->node_id);
+    else
+        snprintf(node, sizeof node, "null");
     if (sn->exit_code >= 0)
         snprintf(exit_code, sizeof exit_code, "%d", sn->exit_code);
     else
@@ -568,16 +620,17 @@ static char *render(const struct job *j, const struct snapshot *sn, int64_t seq)
     /* id and state first: they are what a person looks for. */
     n = asprintf(&out,
                  "{\"id\":\"%s\",\"state\":\"%s\",%s,\"exit_code\":%s,\"signal\":%s,"
-                 "\"error\":%s,\"result\":%s,\"pid\":%s,\"node\":null,\"attempts\":%d,"
+                 "\"error\":%s,\"result\":%s,\"pid\":%s,\"node\":%s,\"waiting\":%s,\"attempts\":%d,"
                  "\"batch\":%s,\"created_at\":%s,\"started_at\":%s,\"finished_at\":%s,"
                  "\"stdout_bytes\":%lld,\"stderr_bytes\":%lld,\"stdout_truncated\":%s,"
                  "\"stderr_truncated\":%s,\"seq\":%lld}",
                  j->id, jobd_state_name(sn->state), j->spec_doc, exit_code, signal, error,
-                 result ? result : "null", pid, sn->attempts, batch, created, started, finished,
-                 (long long)sn->out_total[0], (long long)sn->out_total[1],
+                 result ? result : "null", pid, node, waiting, sn->attempts, batch, created,
+                 started, finished, (long long)sn->out_total[0], (long long)sn->out_total[1],
                  sn->out_truncated[0] ? "true" : "false", sn->out_truncated[1] ? "true" : "false",
                  (long long)seq);
     free(error);
+    free(waiting);
     return n < 0 ? NULL : out;
 }
 
@@ -608,6 +661,8 @@ static void snapshot_free(struct snapshot *sn) {
     free(sn->out[1]);
     free(sn->error);
     free(sn->result);
+    free(sn->remote_id);
+    free(sn->waiting);
     free(sn);
 }
 
@@ -637,8 +692,11 @@ static struct snapshot *snapshot_take(const struct job *j) {
             sn->out_len[i] = j->live_len[i];
         }
     }
+    memcpy(sn->node_id, j->node_id, sizeof sn->node_id);
     if ((j->error && !(sn->error = strdup(j->error))) ||
-        (j->result && !(sn->result = strdup(j->result)))) {
+        (j->result && !(sn->result = strdup(j->result))) ||
+        (j->remote_id && !(sn->remote_id = strdup(j->remote_id))) ||
+        (j->waiting && !(sn->waiting = strdup(j->waiting)))) {
         snapshot_free(sn);
         return NULL;
     }
@@ -742,6 +800,8 @@ static void live_reset(struct job *j);
 
 static void job_free(struct job *j) {
     free(j->result);
+    free(j->remote_id);
+    free(j->waiting);
     live_reset(j);
     free(j->spec_doc);
     jobd_spec_free(&j->spec);
@@ -931,6 +991,8 @@ static struct change *make_change(struct sched *s, struct job *j, enum change_ki
         .doc = NULL, /* change_prepare renders it on the writer thread */
         .out = {ch->snap->out[0], ch->snap->out[1]},
         .out_len = {ch->snap->out_len[0], ch->snap->out_len[1]},
+        .node = ch->snap->node_id[0] ? ch->snap->node_id : NULL,
+        .remote_id = ch->snap->remote_id,
     };
     j->pending++;
     s->pending++;
@@ -957,6 +1019,8 @@ static int change_job(struct sched *s, struct job *j, enum change_kind kind, sch
 static int pool_limit(struct sched *s, enum pool p) {
     if (p == POOL_PROCESS)
         return s->cfg->max_procs;
+    if (p == POOL_REMOTE)
+        return 0; /* the nodes' capacities govern: see dispatch_remote */
     return s->cfg->threads - exec_thread_stuck(s->threads);
 }
 
@@ -1008,9 +1072,12 @@ static bool start_job(struct sched *s, struct job *j, enum pool p) {
     return false;
 }
 
+static void dispatch_remote(struct sched *s);
+
 static void dispatch(struct sched *s) {
     if (s->stopping)
         return;
+    dispatch_remote(s);
     for (int p = 0; p < POOL_COUNT; p++) {
         int limit = pool_limit(s, (enum pool)p);
         while (s->running[p] < limit && s->ready[p].len > 0) {
@@ -1122,6 +1189,10 @@ static double backoff_s(const struct job *j) {
 /* Requeue a failed attempt after its backoff. Caller holds the lock. */
 static void requeue(struct sched *s, struct job *j, double delay_s) {
     j->state = JOBD_QUEUED;
+    /* A queued job with a node is one whose dispatch is recorded (see start_remote). */
+    j->node_id[0] = '\0';
+    free(j->remote_id);
+    j->remote_id = NULL;
     s->queued++;
     if (delay_s <= 0 || s->stopping) {
         j->not_before = 0;
@@ -1134,19 +1205,24 @@ static void requeue(struct sched *s, struct job *j, double delay_s) {
     pthread_cond_broadcast(&s->cond);
 }
 
-static void on_exited(void *ctx, int64_t num, const struct exec_result *res) {
-    struct sched *s = ctx;
-    struct job *j;
+static struct node *find_node(struct sched *s, const char *id);
+
+/* Take a remote attempt off its node's count. Caller holds the lock. */
+static void node_release(struct sched *s, struct job *j) {
+    struct node *n = j->node_id[0] ? find_node(s, j->node_id) : NULL;
+
+    if (n && n->running > 0)
+        n->running--;
+}
+
+/* An attempt is over: decide the job's next state. Caller holds the lock. */
+static void attempt_ended(struct sched *s, struct job *j, const struct exec_result *res) {
     bool retry = false;
     enum jobd_state to = JOBD_FAILED;
 
-    pthread_mutex_lock(&s->lock);
-    j = find(s, num);
-    if (!j) {
-        log_error("scheduler: exit of unknown job number %lld", (long long)num);
-        goto out;
-    }
     s->running[pool_of(j)]--;
+    if (pool_of(j) == POOL_REMOTE)
+        node_release(s, j);
     j->starting = false;
     unrelease(s, j);
     free(j->result);
@@ -1228,9 +1304,687 @@ static void on_exited(void *ctx, int64_t num, const struct exec_result *res) {
     }
     change_job(s, j, CH_UPDATE, NULL, NULL);
     dispatch(s);
-out:
+}
+
+static void on_exited(void *ctx, int64_t num, const struct exec_result *res) {
+    struct sched *s = ctx;
+    struct job *j;
+
+    pthread_mutex_lock(&s->lock);
+    j = find(s, num);
+    if (j)
+        attempt_ended(s, j, res);
+    else
+        log_error("scheduler: exit of unknown job number %lld", (long long)num);
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- worker nodes and remote attempts ---- */
+
+static struct node *find_node(struct sched *s, const char *id) {
+    for (struct node *n = s->nodes; n; n = n->next)
+        if (strcmp(n->id, id) == 0)
+            return n;
+    return NULL;
+}
+
+/* Whether the node's labels include every label of the selector (NULL: any node). */
+static bool node_matches(const struct node *n, const json_t *selector) {
+    const char *key;
+    json_t *want;
+
+    if (!selector)
+        return true;
+    json_object_foreach((json_t *)selector, key, want) {
+        json_t *have = json_object_get(n->labels, key);
+        if (!have || !json_equal(have, want))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The ready node with room that matches j, least running first (the load
+ * spreads); NULL when none. *matched says whether any ready node matches.
+ */
+static struct node *pick_node(struct sched *s, const struct job *j, bool *matched) {
+    struct node *best = NULL;
+
+    *matched = false;
+    for (struct node *n = s->nodes; n; n = n->next) {
+        if (n->state != NODE_READY || !node_matches(n, j->spec.node_selector))
+            continue;
+        *matched = true;
+        if (n->running >= n->capacity)
+            continue;
+        if (!best || n->running < best->running)
+            best = n;
+    }
+    return best;
+}
+
+static bool any_room(struct sched *s) {
+    for (struct node *n = s->nodes; n; n = n->next)
+        if (n->state == NODE_READY && n->running < n->capacity)
+            return true;
+    return false;
+}
+
+/* Say on the job why it waits (NULL: it does not), publishing a change when that changes. */
+static void set_waiting(struct sched *s, struct job *j, bool matched) {
+    char why[JOBD_MAX_LABELS * (JOBD_MAX_LABEL_KEY + JOBD_MAX_LABEL_VAL + 8) + 96];
+    char *sel = j->spec.node_selector
+                    ? json_dumps(j->spec.node_selector, JSON_COMPACT | JSON_SORT_KEYS)
+                    : NULL;
+
+    if (matched)
+        snprintf(why, sizeof why, "every %s node is full", sel ? "matching" : "ready");
+    else if (sel)
+        snprintf(why, sizeof why, "no ready node matches node_selector %s", sel);
+    else
+        snprintf(why, sizeof why, "no ready node");
+    free(sel);
+    if (j->waiting && strcmp(j->waiting, why) == 0)
+        return;
+    free(j->waiting);
+    j->waiting = strdup(why);
+    if (j->visible)
+        change_job(s, j, CH_UPDATE, NULL, NULL);
+}
+
+/* The job, when `attempt` is its current remote attempt; else NULL (a late word: ignore it). */
+static struct job *remote_attempt(struct sched *s, int64_t num, int attempt) {
+    struct job *j = find(s, num);
+
+    if (!j || pool_of(j) != POOL_REMOTE || !j->starting || j->attempts != attempt)
+        return NULL;
+    return j;
+}
+
+static void attempt_lost(struct sched *s, struct job *j);
+
+/* Hand the current attempt of j to the remote executor: a dispatch, or a resume. Lock held. */
+static void send_remote(struct sched *s, struct job *j, bool resume) {
+    struct node *n = find_node(s, j->node_id);
+    struct exec_remote_run run;
+    char *body = NULL;
+    int rc;
+
+    if (!n) {
+        attempt_lost(s, j); /* forgotten (DELETE) in the meantime */
+        return;
+    }
+    memset(&run, 0, sizeof run);
+    run.num = j->num;
+    memcpy(run.id, j->id, sizeof run.id);
+    run.attempt = j->attempts;
+    run.node_id = n->id;
+    run.node_url = n->url;
+    if (resume && j->remote_id) {
+        run.remote_id = j->remote_id;
+        rc = exec_remote_resume(s->remote, &run);
+    } else {
+        json_t *spec = json_loads(j->spec_json, 0, NULL);
+        body = spec ? exec_remote_node_spec(spec, s->instance_id, j->id, j->attempts) : NULL;
+        json_decref(spec);
+        run.spec_json = body;
+        rc = body ? exec_remote_start(s->remote, &run) : -ENOMEM;
+        free(body);
+    }
+    if (rc < 0) {
+        /* Shutting down: the attempt is recorded, and the next start sends it again. */
+        if (rc != -ESHUTDOWN)
+            log_error("scheduler: cannot send job %s to node %s: %s", j->id, n->id, strerror(-rc));
+        return;
+    }
+    if (j->cancel_requested)
+        exec_remote_cancel(s->remote, j->num);
+}
+
+struct dispatch_ctx {
+    struct sched *s;
+    int64_t num;
+    int attempt;
+};
+
+/* The record of where an attempt goes is on disk: now send it. Called with the lock held. */
+static void dispatch_committed(void *arg, int status) {
+    struct dispatch_ctx *dc = arg;
+    struct sched *s = dc->s;
+    struct job *j = remote_attempt(s, dc->num, dc->attempt);
+
+    if (j && !j->remote_id && !s->stopping && status == 0)
+        send_remote(s, j, false);
+    free(dc);
+}
+
+/* Start the next attempt of ready job j on node n. Lock held. */
+static void start_remote(struct sched *s, struct job *j, struct node *n) {
+    struct dispatch_ctx *dc = malloc(sizeof *dc);
+
+    s->queued--;
+    s->running[POOL_REMOTE]++;
+    n->running++;
+    j->starting = true;
+    j->attempts++;
+    snprintf(j->node_id, sizeof j->node_id, "%s", n->id);
+    free(j->remote_id);
+    j->remote_id = NULL;
+    free(j->waiting);
+    j->waiting = NULL;
+    j->out_readable[0] = j->out_readable[1] = 0;
+    /*
+     * Record the node and the attempt before anything is sent, so that after
+     * a crash the same attempt goes to the same node under the same
+     * Idempotency-Key (which the node answers with the job it already has).
+     */
+    if (dc) {
+        *dc = (struct dispatch_ctx){s, j->num, j->attempts};
+        if (change_job(s, j, CH_UPDATE, dispatch_committed, dc) == 0)
+            return;
+        free(dc);
+    }
+    send_remote(s, j, false); /* out of memory: send it unrecorded rather than not at all */
+}
+
+static void dispatch_remote(struct sched *s) {
+    struct jheap *h = &s->ready[POOL_REMOTE];
+    struct job **held;
+    size_t nheld = 0;
+    bool matched;
+
+    if (!s->remote || h->len == 0)
+        return;
+    if (!any_room(s)) {
+        /* Nothing can start: say why on the first in line only (cheap). */
+        pick_node(s, h->v[0], &matched);
+        set_waiting(s, h->v[0], matched);
+        return;
+    }
+    held = malloc(h->len * sizeof *held);
+    if (!held)
+        return;
+    while (h->len > 0 && any_room(s)) {
+        struct job *j = heap_pop(h);
+        struct node *n = pick_node(s, j, &matched);
+        if (n) {
+            start_remote(s, j, n);
+        } else {
+            set_waiting(s, j, matched);
+            held[nheld++] = j;
+        }
+    }
+    for (size_t i = 0; i < nheld; i++)
+        if (heap_push(h, held[i]) < 0)
+            log_error("scheduler: out of memory queueing job %s", held[i]->id);
+    free(held);
+}
+
+/*
+ * The current attempt of j is lost with its node: retry it while retries
+ * remain, else the job fails with "node lost". Lock held.
+ */
+static void attempt_lost(struct sched *s, struct job *j) {
+    if (j->starting) {
+        exec_remote_abandon(s->remote, j->num, j->attempts);
+        s->running[POOL_REMOTE]--;
+        node_release(s, j);
+        j->starting = false;
+    }
+    unrelease(s, j);
+    if (j->cancel_requested) {
+        j->state = JOBD_CANCELLED;
+        j->finished_ms = jobd_now_ms();
+        set_error(j, "cancelled (its node was lost)");
+    } else if (j->attempts <= j->spec.retries) {
+        set_error(j, "node lost");
+        requeue(s, j, 0);
+    } else {
+        j->state = JOBD_FAILED;
+        j->finished_ms = jobd_now_ms();
+        set_error(j, "node lost");
+    }
+    change_job(s, j, CH_UPDATE, NULL, NULL);
+}
+
+static void on_remote_dispatched(void *ctx, int64_t num, int attempt, const char *remote_id) {
+    struct sched *s = ctx;
+    struct job *j;
+
+    pthread_mutex_lock(&s->lock);
+    j = remote_attempt(s, num, attempt);
+    if (j && !j->remote_id && jobd_state_can_transition(j->state, JOBD_RUNNING)) {
+        j->remote_id = strdup(remote_id);
+        j->state = JOBD_RUNNING;
+        j->pid = 0;
+        j->pid_start = 0;
+        j->started_ms = jobd_now_ms();
+        j->finished_ms = 0;
+        j->exit_code = -1;
+        j->signal = 0;
+        free(j->error);
+        j->error = NULL;
+        live_reset(j);
+        /* Durable: after a crash the attempt is followed, never sent again. */
+        struct change *ch = make_change(s, j, CH_UPDATE, NULL, NULL);
+        if (ch) {
+            ch->op.durable = true;
+            ch->op.supersedable = false;
+            store_enqueue(s->store, &ch->op);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_remote_output(void *ctx, int64_t num, int attempt, int stream, int64_t readable,
+                             const void *data, size_t len) {
+    struct sched *s = ctx;
+    struct job *j;
+
+    pthread_mutex_lock(&s->lock);
+    j = remote_attempt(s, num, attempt);
+    if (j && stream >= 0 && stream < 2) {
+        live_update(j, stream, data, len);
+        j->out_readable[stream] = readable;
+        fire_all(s, &j->watches);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_remote_exited(void *ctx, int64_t num, int attempt, const struct exec_result *res) {
+    struct sched *s = ctx;
+    struct job *j;
+
+    pthread_mutex_lock(&s->lock);
+    j = remote_attempt(s, num, attempt);
+    if (j) {
+        /* The node's clock says when it really started. */
+        if (res->started_ms > 0)
+            j->started_ms = res->started_ms;
+        attempt_ended(s, j, res);
+    }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_remote_refused(void *ctx, int64_t num, int attempt, int http_status,
+                              const char *detail) {
+    struct sched *s = ctx;
+    struct exec_result res;
+    struct job *j;
+
+    memset(&res, 0, sizeof res);
+    res.end = EXEC_START_FAILED;
+    res.exit_code = -1;
+    res.finished_ms = jobd_now_ms();
+    pthread_mutex_lock(&s->lock);
+    j = remote_attempt(s, num, attempt);
+    if (j) {
+        snprintf(res.error, sizeof res.error, "node %s refused the job (HTTP %d): %s", j->node_id,
+                 http_status, detail && *detail ? detail : "no reason given");
+        attempt_ended(s, j, &res);
+    }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_node_seen(void *ctx, const char *node_id) {
+    struct sched *s = ctx;
+    struct node *n;
+
+    pthread_mutex_lock(&s->lock);
+    n = find_node(s, node_id);
+    if (n) {
+        n->last_seen_mono = jobd_mono_ms();
+        n->last_seen_ms = jobd_now_ms();
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* A node row on its way to the store. */
+struct node_op {
+    struct store_op op;
+    struct sched *s;
+    char *labels;
+    char id[EXEC_REMOTE_NODE_ID_MAX + 1];
+    char *url, *version;
+};
+
+static void node_op_done(void *arg, int status) {
+    struct node_op *no = arg;
+    struct sched *s = no->s;
+
+    if (status != 0)
+        log_error("scheduler: node %s not stored: %s", no->id, store_strerror(status));
+    pthread_mutex_lock(&s->lock);
+    s->pending--;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    free(no->labels);
+    free(no->url);
+    free(no->version);
+    free(no);
+}
+
+/* Store the node as it is now (or its removal). Lock held. */
+static void persist_node(struct sched *s, const struct node *n, bool remove, bool durable) {
+    struct node_op *no = calloc(1, sizeof *no);
+
+    if (!no)
+        goto oom;
+    no->s = s;
+    snprintf(no->id, sizeof no->id, "%s", n->id);
+    no->op.kind = remove ? STORE_DELETE_NODE : STORE_PUT_NODE;
+    no->op.node.id = no->id;
+    if (!remove) {
+        no->labels = json_dumps(n->labels, JSON_COMPACT | JSON_SORT_KEYS);
+        no->url = strdup(n->url);
+        no->version = n->version ? strdup(n->version) : NULL;
+        if (!no->labels || !no->url || (n->version && !no->version)) {
+            free(no->labels);
+            free(no->url);
+            free(no->version);
+            free(no);
+            goto oom;
+        }
+        no->op.node = (struct store_node){
+            no->id,      no->url,     no->labels,      node_state_names[n->state],
+            no->version, n->capacity, n->registered_ms};
+    }
+    no->op.retry = true;
+    no->op.durable = durable;
+    no->op.done = node_op_done;
+    no->op.arg = no;
+    s->pending++;
+    store_enqueue(s->store, &no->op);
+    return;
+oom:
+    log_error("scheduler: out of memory storing node %s", n->id);
+}
+
+static void node_free(struct node *n) {
+    if (!n)
+        return;
+    json_decref(n->labels);
+    free(n->url);
+    free(n->version);
+    free(n);
+}
+
+/* Put n into the list in id order. */
+static void node_insert(struct sched *s, struct node *n) {
+    struct node **pp = &s->nodes;
+
+    while (*pp && strcmp((*pp)->id, n->id) < 0)
+        pp = &(*pp)->next;
+    n->next = *pp;
+    *pp = n;
+}
+
+/* The node's document (a new reference, or NULL if memory runs out). Lock held. */
+static json_t *node_doc(const struct node *n) {
+    char seen[40], reg[40];
+
+    jobd_format_time(n->last_seen_ms, seen, sizeof seen);
+    jobd_format_time(n->registered_ms, reg, sizeof reg);
+    return json_pack("{s:s, s:s, s:s, s:O, s:i, s:i, s:s, s:s, s:s?}", "id", n->id, "url", n->url,
+                     "state", node_state_names[n->state], "labels", n->labels, "capacity",
+                     n->capacity, "running", n->running, "last_seen", seen, "registered_at", reg,
+                     "version", n->version);
+}
+
+/* The node went quiet for --node-timeout: it is down, and so are its attempts. Lock held. */
+static void node_down(struct sched *s, struct node *n) {
+    int lost = 0;
+
+    n->state = NODE_DOWN;
+    persist_node(s, n, false, false);
+    for (size_t i = 0; i < s->table_size; i++) {
+        for (struct job *j = s->table[i]; j; j = j->hash_next) {
+            if (pool_of(j) == POOL_REMOTE && j->starting && strcmp(j->node_id, n->id) == 0) {
+                attempt_lost(s, j);
+                lost++;
+            }
+        }
+    }
+    log_warn("scheduler: node %s (%s) not heard from for %g s: down, %d job(s) lost", n->id, n->url,
+             s->cfg->node_timeout, lost);
+    dispatch(s);
+}
+
+static void check_nodes(struct sched *s, int64_t now) {
+    int64_t timeout_ms = (int64_t)(s->cfg->node_timeout * 1000);
+
+    for (struct node *n = s->nodes; n; n = n->next)
+        if (n->state != NODE_DOWN && now - n->last_seen_mono > timeout_ms)
+            node_down(s, n);
+}
+
+int sched_node_register(struct sched *s, const struct sched_node_reg *r, json_t **doc,
+                        bool *created) {
+    struct node *n;
+    bool changed = false, url_changed = false;
+    json_t *labels = r->labels ? json_deep_copy(r->labels) : json_object();
+    int rc = 0;
+
+    if (!labels)
+        return -ENOMEM;
+    pthread_mutex_lock(&s->lock);
+    if (!s->remote) {
+        rc = -ENOTSUP;
+        goto out;
+    }
+    if (s->stopping) {
+        rc = -ESHUTDOWN;
+        goto out;
+    }
+    n = find_node(s, r->id);
+    *created = !n;
+    if (!n) {
+        n = calloc(1, sizeof *n);
+        if (!n || !(n->url = strdup(r->url))) {
+            free(n);
+            rc = -ENOMEM;
+            goto out;
+        }
+        snprintf(n->id, sizeof n->id, "%s", r->id);
+        n->labels = labels;
+        labels = NULL;
+        n->capacity = r->capacity;
+        n->version = r->version ? strdup(r->version) : NULL;
+        n->state = NODE_READY;
+        n->registered_ms = jobd_now_ms();
+        node_insert(s, n);
+        changed = url_changed = true;
+        log_info("scheduler: node %s joined at %s (capacity %d)", n->id, n->url, n->capacity);
+    } else {
+        if (strcmp(n->url, r->url) != 0) {
+            char *u = strdup(r->url);
+            if (!u) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            free(n->url);
+            n->url = u;
+            changed = url_changed = true;
+        }
+        if (!json_equal(n->labels, labels)) {
+            json_decref(n->labels);
+            n->labels = labels;
+            labels = NULL;
+            changed = true;
+        }
+        if (n->capacity != r->capacity) {
+            n->capacity = r->capacity;
+            changed = true;
+        }
+        if ((r->version || n->version) &&
+            (!r->version || !n->version || strcmp(r->version, n->version) != 0)) {
+            free(n->version);
+            n->version = r->version ? strdup(r->version) : NULL;
+            changed = true;
+        }
+        if (n->state == NODE_DOWN) {
+            n->state = NODE_READY;
+            changed = true;
+            log_info("scheduler: node %s is back at %s", n->id, n->url);
+        }
+    }
+    n->last_seen_mono = jobd_mono_ms();
+    n->last_seen_ms = jobd_now_ms();
+    if (changed)
+        persist_node(s, n, false, *created);
+    if (url_changed)
+        exec_remote_set_node(s->remote, n->id, n->url);
+    *doc = node_doc(n);
+    if (!*doc)
+        rc = -ENOMEM;
+    dispatch(s);
+out:
+    pthread_mutex_unlock(&s->lock);
+    json_decref(labels);
+    return rc;
+}
+
+int sched_nodes_list(struct sched *s, json_t **arr) {
+    json_t *a = json_array();
+    int rc = a ? 0 : -ENOMEM;
+
+    pthread_mutex_lock(&s->lock);
+    for (struct node *n = s->nodes; n && rc == 0; n = n->next)
+        if (json_array_append_new(a, node_doc(n)) < 0)
+            rc = -ENOMEM;
+    pthread_mutex_unlock(&s->lock);
+    if (rc < 0) {
+        json_decref(a);
+        return rc;
+    }
+    *arr = a;
+    return 0;
+}
+
+int sched_node_get(struct sched *s, const char *id, json_t **doc) {
+    struct node *n;
+    int rc = -ENOENT;
+
+    pthread_mutex_lock(&s->lock);
+    n = find_node(s, id);
+    if (n) {
+        *doc = node_doc(n);
+        rc = *doc ? 0 : -ENOMEM;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int sched_node_drain(struct sched *s, const char *id, json_t **doc) {
+    struct node *n;
+    int rc = -ENOENT;
+
+    pthread_mutex_lock(&s->lock);
+    n = find_node(s, id);
+    if (n) {
+        if (n->state == NODE_READY) {
+            n->state = NODE_DRAINING;
+            persist_node(s, n, false, true);
+            log_info("scheduler: node %s is draining (%d running)", n->id, n->running);
+        }
+        *doc = node_doc(n);
+        rc = *doc ? 0 : -ENOMEM;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int sched_node_delete(struct sched *s, const char *id, int *running) {
+    struct node **pp, *n = NULL;
+    int rc = -ENOENT;
+
+    pthread_mutex_lock(&s->lock);
+    for (pp = &s->nodes; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->id, id) == 0) {
+            n = *pp;
+            break;
+        }
+    }
+    if (n && n->running > 0) {
+        *running = n->running;
+        rc = -EBUSY;
+    } else if (n) {
+        *pp = n->next;
+        persist_node(s, n, true, true);
+        exec_remote_set_node(s->remote, n->id, NULL);
+        log_info("scheduler: node %s forgotten", n->id);
+        node_free(n);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static int load_node(void *arg, const struct store_node *sn) {
+    struct sched *s = arg;
+    struct node *n = calloc(1, sizeof *n);
+
+    if (!n)
+        return -ENOMEM;
+    snprintf(n->id, sizeof n->id, "%s", sn->id);
+    n->url = strdup(sn->url);
+    n->labels = json_loads(sn->labels, 0, NULL);
+    n->version = sn->version ? strdup(sn->version) : NULL;
+    n->capacity = sn->capacity > 0 ? sn->capacity : 1;
+    n->registered_ms = sn->registered_ms;
+    n->state = strcmp(sn->state, "draining") == 0 ? NODE_DRAINING
+               : strcmp(sn->state, "down") == 0   ? NODE_DOWN
+                                                  : NODE_READY;
+    /* Liveness is measured anew: every node gets a full --node-timeout to speak up. */
+    n->last_seen_mono = jobd_mono_ms();
+    n->last_seen_ms = jobd_now_ms();
+    if (!n->url || !json_is_object(n->labels)) {
+        node_free(n);
+        log_error("scheduler: stored node %s is unreadable; it must register again", sn->id);
+        return 0;
+    }
+    node_insert(s, n);
+    if (s->remote)
+        exec_remote_set_node(s->remote, n->id, n->url);
+    return 0;
+}
+
+/*
+ * Recovery of a remote job that had an attempt under way (lock held): follow
+ * it again, or send it again to the same node under the same key. Return
+ * true when handled here.
+ */
+static bool recover_remote(struct sched *s, struct job *j, const struct store_row *row) {
+    struct node *n;
+
+    if (pool_of(j) != POOL_REMOTE || !row->node || !s->remote)
+        return false;
+    snprintf(j->node_id, sizeof j->node_id, "%s", row->node);
+    if (row->remote_id)
+        j->remote_id = strdup(row->remote_id);
+    n = find_node(s, j->node_id);
+    if (!n) {
+        if (j->state == JOBD_QUEUED) {
+            j->node_id[0] = '\0';
+            return false; /* dispatch never got under way: queue it as usual */
+        }
+        attempt_lost(s, j);
+        return true;
+    }
+    if (j->state == JOBD_QUEUED && j->attempts == 0)
+        return false;
+    s->running[POOL_REMOTE]++;
+    n->running++;
+    j->starting = true;
+    if (j->batch && !j->released) {
+        j->released = true; /* it holds one of its batch's running places */
+        j->batch->released++;
+    }
+    send_remote(s, j, j->state == JOBD_RUNNING && j->remote_id);
+    return true;
 }
 
 /* ---- public API ---- */
@@ -1378,6 +2132,8 @@ static int cancel_locked(struct sched *s, struct job *j, sched_done_fn done, voi
         j->cancel_requested = true;
         if (pool_of(j) == POOL_THREAD)
             exec_thread_cancel(s->threads, j->num);
+        else if (pool_of(j) == POOL_REMOTE)
+            exec_remote_cancel(s->remote, j->num); /* relayed to its node */
         else
             exec_proc_cancel(s->exec, j->num);
         return 1;
@@ -1501,7 +2257,17 @@ void sched_stats(struct sched *s, struct sched_stats *st) {
     st->queued = s->queued;
     st->running_process = s->running[POOL_PROCESS];
     st->running_thread = s->running[POOL_THREAD];
-    st->running = st->running_process + st->running_thread;
+    st->running_remote = s->running[POOL_REMOTE];
+    st->running = st->running_process + st->running_thread + st->running_remote;
+    st->nodes_ready = st->nodes_draining = st->nodes_down = 0;
+    for (struct node *n = s->nodes; n; n = n->next) {
+        if (n->state == NODE_READY)
+            st->nodes_ready++;
+        else if (n->state == NODE_DRAINING)
+            st->nodes_draining++;
+        else
+            st->nodes_down++;
+    }
     st->seq = s->pub_seq;
     pthread_mutex_unlock(&s->lock);
     st->threads = s->cfg->threads;
@@ -1572,6 +2338,13 @@ static void *sched_main(void *arg) {
                 next = j->not_before;
             pp = &j->delayed_next;
         }
+        if (s->nodes && now >= s->next_node_check) {
+            int64_t every = (int64_t)(s->cfg->node_timeout * 250);
+            s->next_node_check = now + (every < 100 ? 100 : every);
+            check_nodes(s, now);
+        }
+        if (s->nodes && s->next_node_check < next)
+            next = s->next_node_check;
         dispatch(s);
         if (now >= s->next_retention) {
             s->next_retention = now + retention_every;
@@ -1593,6 +2366,8 @@ static void *sched_main(void *arg) {
 
 int sched_create(const struct sched_config *sc, struct sched **out) {
     static const struct exec_callbacks cbs = {on_started, on_output, on_exited};
+    static const struct exec_remote_callbacks rcbs = {
+        on_remote_dispatched, on_remote_output, on_remote_exited, on_remote_refused, on_node_seen};
     struct sched *s = calloc(1, sizeof *s);
     struct exec_config ec;
     struct exec_thread_config tc;
@@ -1641,6 +2416,25 @@ int sched_create(const struct sched_config *sc, struct sched **out) {
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
         goto fail;
+    }
+    snprintf(s->instance_id, sizeof s->instance_id, "%s", sc->instance_id ? sc->instance_id : "");
+    if (sc->cfg->cluster_token) {
+        /* A coordinator: nodes may join. Each blocking poll waits half the node timeout. */
+        struct exec_remote_config rc_cfg = {
+            .out_dir = s->out_dir,
+            .coordinator_id = s->instance_id,
+            .cluster_token = sc->cfg->cluster_token,
+            .cacert = sc->cfg->cacert,
+            .poll_wait_s = sc->cfg->node_timeout / 2 > 25 ? 25 : sc->cfg->node_timeout / 2,
+        };
+        rc = exec_remote_create(&rc_cfg, &rcbs, s, &s->remote);
+        if (rc < 0) {
+            exec_thread_destroy(s->threads);
+            exec_proc_destroy(s->exec);
+            pthread_cond_destroy(&s->cond);
+            pthread_mutex_destroy(&s->lock);
+            goto fail;
+        }
     }
     *out = s;
     return 0;
@@ -1763,6 +2557,8 @@ static int recover_row(void *arg, const struct store_row *row) {
         if (b)
             batch_add_member(b, j);
     }
+    if (recover_remote(s, j, row))
+        return 0;
     if (j->state == JOBD_QUEUED) {
         s->queued++;
         make_ready(s, j);
@@ -1795,6 +2591,9 @@ int sched_start(struct sched *s) {
     int rc;
 
     pthread_mutex_lock(&s->lock);
+    rc = store_load_nodes(s->store, load_node, s);
+    if (rc < 0 && rc != -ENOENT)
+        log_error("scheduler: cannot load worker nodes from the store: %s", strerror(-rc));
     rc = store_load_active(s->store, recover_row, s);
     if (rc < 0 && rc != -ENOENT) {
         pthread_mutex_unlock(&s->lock);
@@ -1861,6 +2660,9 @@ void sched_shutdown(struct sched *s, double grace_s) {
     s->thread_stop = true;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+    /* Remote attempts keep running on their nodes: the next start follows them again. */
+    if (s->remote)
+        exec_remote_stop(s->remote);
     if (s->thread_started)
         pthread_join(s->thread, NULL);
     s->thread_started = false;
@@ -1876,6 +2678,13 @@ void sched_destroy(struct sched *s) {
         return;
     exec_proc_destroy(s->exec);
     exec_thread_destroy(s->threads);
+    if (s->remote)
+        exec_remote_destroy(s->remote);
+    while (s->nodes) {
+        struct node *n = s->nodes;
+        s->nodes = n->next;
+        node_free(n);
+    }
     for (size_t i = 0; i < s->batches_size; i++) {
         while (s->batches[i])
             batch_free(s, s->batches[i]);

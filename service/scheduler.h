@@ -31,6 +31,7 @@ struct sched_config {
     const char *out_dir; /* <data>/out */
     int64_t last_num;    /* from store_open */
     int64_t last_seq;
+    const char *instance_id; /* this jobd's persistent id (labels of its remote jobs) */
 };
 
 /* Create the scheduler and its executor. Return 0 or a negative errno. */
@@ -148,11 +149,45 @@ struct sched_stats {
     int running;         /* all executors */
     int running_process; /* children */
     int running_thread;  /* tasks on worker threads */
-    int threads;         /* size of the task thread pool */
-    int stuck_threads;   /* workers stuck in an abandoned task */
-    int64_t seq;         /* highest published change */
+    int running_remote;  /* attempts on worker nodes */
+    int nodes_ready, nodes_draining, nodes_down;
+    int threads;       /* size of the task thread pool */
+    int stuck_threads; /* workers stuck in an abandoned task */
+    int64_t seq;       /* highest published change */
 };
 void sched_stats(struct sched *s, struct sched_stats *st);
+
+/* ---- worker nodes ---- */
+
+/* A node's registration or heartbeat (POST /v1/nodes), checked by the caller. */
+struct sched_node_reg {
+    const char *id;
+    const char *url;
+    const json_t *labels; /* object of strings, or NULL */
+    int capacity;
+    const char *version; /* or NULL */
+};
+
+/*
+ * Register a node, or take its heartbeat: *doc is its document (a new
+ * reference), *created says whether it is new. A down node is ready again;
+ * a draining one stays draining. Return 0, -ENOTSUP when this jobd takes no
+ * nodes (no cluster token), -ESHUTDOWN, -ENOMEM.
+ */
+int sched_node_register(struct sched *s, const struct sched_node_reg *r, json_t **doc,
+                        bool *created);
+
+/* Every node's document, in id order (*arr a new array). Return 0 or -ENOMEM. */
+int sched_nodes_list(struct sched *s, json_t **arr);
+
+/* One node's document. Return 0, -ENOENT, -ENOMEM. */
+int sched_node_get(struct sched *s, const char *id, json_t **doc);
+
+/* Send the node no new work. Return 0 with its document, -ENOENT, -ENOMEM. */
+int sched_node_drain(struct sched *s, const char *id, json_t **doc);
+
+/* Forget a node. Return 0, -ENOENT, or -EBUSY while attempts run on it (*running of them). */
+int sched_node_delete(struct sched *s, const char *id, int *running);
 
 /* ---- batches ---- */
 

@@ -51,14 +51,14 @@
 #define STORE_BUSY_MS      5000 /* busy_timeout of every connection */
 #define STORE_RETRY_MIN_MS 50   /* first delay before retrying a failed transaction */
 #define STORE_RETRY_MAX_MS 2000 /* the delay doubles up to this */
-#define STORE_SCHEMA       1    /* meta.schema_version this code reads and writes */
+#define STORE_SCHEMA       2    /* meta.schema_version this code reads and writes */
 #define STORE_MAX_LIMIT                                                                            \
     1001 /* largest store_query limit: a page of 1000 plus one to see a next page */
 
 /* The columns of a job row, in the order row_from_stmt reads them. */
 #define JOB_COLUMNS                                                                                \
     "num, id, state, seq, priority, name, batch, idem_key, created_ms, finished_ms, pid, "         \
-    "pid_start, spec, doc"
+    "pid_start, spec, doc, node, remote_id"
 
 int (*store_fault_hook)(void);
 void (*store_commit_hook)(double seconds, int ops);
@@ -88,6 +88,7 @@ struct store {
     sqlite3_stmt *del;
     sqlite3_stmt *meta_max;
     sqlite3_stmt *put_batch;
+    sqlite3_stmt *put_node, *del_node;
     sqlite3_stmt *sync_full, *sync_normal;
     bool synced;       /* the connection is in synchronous=FULL now */
     int64_t max_num;   /* highest job or batch number written or found at open */
@@ -318,6 +319,19 @@ static int setup_schema(struct store *st, struct store_info *info, char *errbuf,
     if (ret != 0) {
         goto out;
     }
+    if (ret == 0 && have_meta && version == 1) {
+        /* Version 1 had no worker nodes: add their columns and table (below). */
+        rc = exec_sql(db,
+                      "ALTER TABLE jobs ADD COLUMN node TEXT;"
+                      "ALTER TABLE jobs ADD COLUMN remote_id TEXT;"
+                      "UPDATE meta SET value = 2 WHERE key = 'schema_version';",
+                      errbuf, errlen);
+        if (rc != SQLITE_OK) {
+            ret = sqlite_errno(rc);
+            goto out;
+        }
+        version = STORE_SCHEMA;
+    }
     if (version != STORE_SCHEMA) {
         set_err(errbuf, errlen, "store: %s has schema version %lld, this jobd reads version %d",
                 st->path, (long long)version, STORE_SCHEMA);
@@ -331,7 +345,7 @@ static int setup_schema(struct store *st, struct store_info *info, char *errbuf,
                   " seq INTEGER NOT NULL, priority INTEGER NOT NULL, name TEXT, batch TEXT,"
                   " idem_key TEXT UNIQUE, created_ms INTEGER, finished_ms INTEGER, pid INTEGER,"
                   " pid_start INTEGER, spec TEXT NOT NULL, doc TEXT NOT NULL,"
-                  " out_stdout BLOB, out_stderr BLOB);"
+                  " out_stdout BLOB, out_stderr BLOB, node TEXT, remote_id TEXT);"
                   "CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);"
                   "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, num);"
                   /* Partial: most jobs have no name or batch, and cost these nothing. */
@@ -345,8 +359,12 @@ static int setup_schema(struct store *st, struct store_info *info, char *errbuf,
                   " num INTEGER PRIMARY KEY, id TEXT NOT NULL, name TEXT,"
                   " concurrency INTEGER NOT NULL, total INTEGER NOT NULL,"
                   " created_ms INTEGER NOT NULL);"
+                  "CREATE TABLE IF NOT EXISTS nodes("
+                  " id TEXT PRIMARY KEY, url TEXT NOT NULL, labels TEXT NOT NULL,"
+                  " state TEXT NOT NULL, version TEXT, capacity INTEGER NOT NULL,"
+                  " registered_ms INTEGER NOT NULL);"
                   "INSERT OR IGNORE INTO meta(key, value) VALUES"
-                  " ('schema_version', 1), ('last_num', 0), ('last_seq', 0);",
+                  " ('schema_version', 2), ('last_num', 0), ('last_seq', 0);",
                   errbuf, errlen);
     if (rc != SQLITE_OK) {
         ret = sqlite_errno(rc);
@@ -397,12 +415,14 @@ out:
 static int prepare_writer(struct store *st) {
     static const char put_sql[] =
         "INSERT INTO jobs(" JOB_COLUMNS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-        "?12, ?13, ?14) ON CONFLICT(num) DO UPDATE SET id = excluded.id, state = excluded.state, "
+        "?12, ?13, ?14, ?17, ?18) ON CONFLICT(num) DO UPDATE SET id = excluded.id, state = "
+        "excluded.state, "
         "out_stdout = ?15, out_stderr = ?16, "
         "seq = excluded.seq, priority = excluded.priority, name = excluded.name, "
         "batch = excluded.batch, idem_key = excluded.idem_key, created_ms = excluded.created_ms, "
         "finished_ms = excluded.finished_ms, pid = excluded.pid, pid_start = excluded.pid_start, "
-        "spec = excluded.spec, doc = excluded.doc";
+        "spec = excluded.spec, doc = excluded.doc, node = excluded.node, "
+        "remote_id = excluded.remote_id";
     sqlite3 *db = st->wdb;
     int rc = prepare_persistent(db, "BEGIN IMMEDIATE", &st->begin);
     if (rc == SQLITE_OK) {
@@ -429,6 +449,15 @@ static int prepare_writer(struct store *st) {
                                 "INSERT OR REPLACE INTO batches(num, id, name, concurrency, total,"
                                 " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                                 &st->put_batch);
+    }
+    if (rc == SQLITE_OK) {
+        rc = prepare_persistent(db,
+                                "INSERT OR REPLACE INTO nodes(id, url, labels, state, version,"
+                                " capacity, registered_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                &st->put_node);
+    }
+    if (rc == SQLITE_OK) {
+        rc = prepare_persistent(db, "DELETE FROM nodes WHERE id = ?1", &st->del_node);
     }
     if (rc == SQLITE_OK) {
         rc = prepare_persistent(db,
@@ -516,6 +545,8 @@ static void store_free(struct store *st) {
     finalize(&st->del);
     finalize(&st->meta_max);
     finalize(&st->put_batch);
+    finalize(&st->put_node);
+    finalize(&st->del_node);
     finalize(&st->sync_full);
     finalize(&st->sync_normal);
     /* The last connection to close checkpoints the WAL and removes it. */
@@ -558,6 +589,32 @@ static int apply_op(struct store *st, const struct store_op *op, int64_t *maxnum
     if (op->kind == STORE_DELETE) {
         int rc = sqlite3_bind_int64(st->del, 1, op->row.num);
         return rc == SQLITE_OK ? step_write(st->del) : rc;
+    }
+    if (op->kind == STORE_PUT_NODE || op->kind == STORE_DELETE_NODE) {
+        const struct store_node *n = &op->node;
+        bool put = op->kind == STORE_PUT_NODE;
+        sqlite3_stmt *s = put ? st->put_node : st->del_node;
+        int rc = n->id && (!put || (n->url && n->labels && n->state)) ? bind_text(s, 1, n->id)
+                                                                      : SQLITE_MISUSE;
+        if (put) {
+            if (rc == SQLITE_OK)
+                rc = bind_text(s, 2, n->url);
+            if (rc == SQLITE_OK)
+                rc = bind_text(s, 3, n->labels);
+            if (rc == SQLITE_OK)
+                rc = bind_text(s, 4, n->state);
+            if (rc == SQLITE_OK)
+                rc = bind_text(s, 5, n->version);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int(s, 6, n->capacity);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(s, 7, n->registered_ms);
+        }
+        if (rc != SQLITE_OK) {
+            sqlite3_clear_bindings(s);
+            return rc;
+        }
+        return step_write(s);
     }
     if (op->kind == STORE_PUT_BATCH) {
         const struct store_batch *b = &op->batch;
@@ -627,6 +684,12 @@ static int apply_op(struct store *st, const struct store_op *op, int64_t *maxnum
     }
     if (rc == SQLITE_OK) {
         rc = bind_text(s, 14, r->doc);
+    }
+    if (rc == SQLITE_OK) {
+        rc = bind_text(s, 17, r->node);
+    }
+    if (rc == SQLITE_OK) {
+        rc = bind_text(s, 18, r->remote_id);
     }
     for (int k = 0; k < 2 && rc == SQLITE_OK; k++) {
         rc = r->out[k] != NULL
@@ -1105,8 +1168,8 @@ static void read_done(sqlite3_stmt *stmt) {
 
 /* Fill `row` from the current result row of `stmt` (JOB_COLUMNS). Return 0 or -errno. */
 static int row_from_stmt(sqlite3_stmt *stmt, struct store_row *row) {
-    static const int text_cols[] = {1, 2, 5, 6, 7, 12, 13};
-    const char *text[14] = {NULL};
+    static const int text_cols[] = {1, 2, 5, 6, 7, 12, 13, 14, 15};
+    const char *text[16] = {NULL};
     for (size_t i = 0; i < sizeof(text_cols) / sizeof(text_cols[0]); i++) {
         int c = text_cols[i];
         text[c] = (const char *)sqlite3_column_text(stmt, c);
@@ -1136,6 +1199,8 @@ static int row_from_stmt(sqlite3_stmt *stmt, struct store_row *row) {
     row->pid_start = sqlite3_column_int64(stmt, 11);
     row->spec = text[12];
     row->doc = text[13];
+    row->node = text[14];
+    row->remote_id = text[15];
     return 0;
 }
 
@@ -1417,6 +1482,45 @@ int store_load_active(struct store *st, int (*fn)(void *arg, const struct store_
     struct reader *r = reader_get(st);
     int ret = walk_rows(r->db, r->load_active, "loading active jobs", fn, arg);
     read_done(r->load_active);
+    reader_put(r);
+    return ret;
+}
+
+int store_load_nodes(struct store *st, int (*fn)(void *arg, const struct store_node *n),
+                     void *arg) {
+    struct reader *r = reader_get(st);
+    sqlite3_stmt *stmt = NULL;
+    int ret = 0, rc;
+
+    /* Rare (once at start): not worth a persistent statement. */
+    rc = sqlite3_prepare_v2(r->db,
+                            "SELECT id, url, labels, state, version, capacity, registered_ms"
+                            " FROM nodes ORDER BY id",
+                            -1, &stmt, NULL);
+    if (rc != SQLITE_OK) {
+        ret = sqlite_errno(rc);
+        goto out;
+    }
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct store_node n = {
+            .id = (const char *)sqlite3_column_text(stmt, 0),
+            .url = (const char *)sqlite3_column_text(stmt, 1),
+            .labels = (const char *)sqlite3_column_text(stmt, 2),
+            .state = (const char *)sqlite3_column_text(stmt, 3),
+            .version = (const char *)sqlite3_column_text(stmt, 4),
+            .capacity = sqlite3_column_int(stmt, 5),
+            .registered_ms = sqlite3_column_int64(stmt, 6),
+        };
+        if (!n.id || !n.url || !n.labels || !n.state)
+            continue;
+        ret = fn(arg, &n);
+        if (ret != 0)
+            goto out;
+    }
+    if (rc != SQLITE_DONE)
+        ret = sqlite_errno(rc);
+out:
+    sqlite3_finalize(stmt);
     reader_put(r);
     return ret;
 }

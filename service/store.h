@@ -46,12 +46,27 @@ struct store_row {
     const char *doc;     /* job resource JSON */
     const void *out[2];  /* stdout, stderr kept in the row (small ones), NULL when in files */
     size_t out_len[2];
+    const char *node;      /* remote job: the node of its current attempt, NULL if none */
+    const char *remote_id; /* remote job: the node's id of that attempt, NULL until known */
 };
 
 enum store_op_kind {
-    STORE_PUT,       /* insert or replace the row `row` */
-    STORE_DELETE,    /* delete the row with number `row.num` */
-    STORE_PUT_BATCH, /* insert or replace the batch `batch` */
+    STORE_PUT,         /* insert or replace the row `row` */
+    STORE_DELETE,      /* delete the row with number `row.num` */
+    STORE_PUT_BATCH,   /* insert or replace the batch `batch` */
+    STORE_PUT_NODE,    /* insert or replace the worker node `node` */
+    STORE_DELETE_NODE, /* delete the worker node `node.id` */
+};
+
+/* A worker node as kept (its liveness is not: it is measured anew after a restart). */
+struct store_node {
+    const char *id;
+    const char *url;
+    const char *labels;  /* JSON object text */
+    const char *state;   /* "ready", "draining", "down" */
+    const char *version; /* may be NULL */
+    int capacity;
+    int64_t registered_ms;
 };
 
 /* A batch: a group of jobs submitted together, at most `concurrency` running at once. */
@@ -78,6 +93,7 @@ struct store_op {
     enum store_op_kind kind;
     struct store_row row;
     struct store_batch batch; /* STORE_PUT_BATCH only */
+    struct store_node node;   /* STORE_PUT_NODE, STORE_DELETE_NODE only */
     bool retry;
     /*
      * The commit that holds this operation waits for the disk (fsync):
@@ -187,6 +203,9 @@ int store_load_active(struct store *st, int (*fn)(void *arg, const struct store_
 /* Call fn for every ended job with finished_ms < before_ms, at most `limit` (for retention). */
 int store_load_expired(struct store *st, int64_t before_ms, int limit,
                        int (*fn)(void *arg, const struct store_row *row), void *arg);
+
+/* Call fn for every worker node kept, in id order. Return 0 or fn's non-zero, or -errno. */
+int store_load_nodes(struct store *st, int (*fn)(void *arg, const struct store_node *n), void *arg);
 
 /* A store failure in words, for answers and logs ("the disk is full"). */
 const char *store_strerror(int status);

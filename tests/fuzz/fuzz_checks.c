@@ -167,7 +167,7 @@ static int batch_jobs(const json_t *jobs) {
         parsed = i + 1;
         int prc = jobd_spec_parse(json_array_get(jobs, i), &specs[i], &err);
         if (prc == 0)
-            prc = api_check_spec(&specs[i], &err);
+            prc = api_check_spec(NULL, &specs[i], &err);
         if (prc == -ENOMEM)
             goto out;
         if (prc == 0)
