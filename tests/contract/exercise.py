@@ -509,8 +509,8 @@ def exercise_cluster(c, cc, anon, node_port):
         c.rec.failures.append("POST /v1/nodes: node_timeout %r (want 60), heartbeat_interval %r"
                               % (b.get("node_timeout"), b.get("heartbeat_interval")))
     cc.raw("POST", "/v1/nodes", reg, expect=200, note="a heartbeat")
-    cc.raw("POST", "/v1/nodes", {"id": "n-contract-2", "url": "http://127.0.0.1:1"}, expect=201,
-           note="only id and url")
+    cc.raw("POST", "/v1/nodes", {"id": "n-contract-2", "url": "http://127.0.0.1:1", "capacity": 1}, expect=201,
+           note="only id, url and capacity")
     anon.raw("POST", "/v1/nodes", reg, expect=401, note="no token")
     c.raw("POST", "/v1/nodes", reg, expect=401, note="the users' token is not the cluster token")
     for body, note in (
@@ -518,15 +518,18 @@ def exercise_cluster(c, cc, anon, node_port):
         ("[]", "not an object"),
         ({"url": url}, "no id"),
         ({"id": n1}, "no url"),
-        ({"id": "-n", "url": url}, "id starts with a dash"),
-        ({"id": "n" * 65, "url": url}, "id too long"),
-        ({"id": "n x", "url": url}, "id with a space"),
-        ({"id": n1, "url": "ftp://h:1"}, "url not http"),
-        ({"id": n1, "url": "http://h/" + "x" * 1024}, "url too long"),
+        ({"id": n1, "url": url}, "no capacity"),
+        ({"id": n1, "url": url + "/", "capacity": 1}, "url with a trailing slash"),
+        ({"id": n1, "url": url, "capacity": 1, "version": "v" * 65}, "version too long"),
+        ({"id": "-n", "url": url, "capacity": 1}, "id starts with a dash"),
+        ({"id": "n" * 65, "url": url, "capacity": 1}, "id too long"),
+        ({"id": "n x", "url": url, "capacity": 1}, "id with a space"),
+        ({"id": n1, "url": "ftp://h:1", "capacity": 1}, "url not http"),
+        ({"id": n1, "url": "http://h/" + "x" * 1024, "capacity": 1}, "url too long"),
         ({"id": n1, "url": url, "capacity": 0}, "capacity 0"),
         ({"id": n1, "url": url, "capacity": 100001}, "capacity too large"),
-        ({"id": n1, "url": url, "labels": {"bad key": "v"}}, "bad label key"),
-        ({"id": n1, "url": url, "color": "red"}, "unknown field"),
+        ({"id": n1, "url": url, "capacity": 1, "labels": {"bad key": "v"}}, "bad label key"),
+        ({"id": n1, "url": url, "capacity": 1, "color": "red"}, "unknown field"),
     ):
         cc.raw("POST", "/v1/nodes", body, expect=400, note=note)
     c.raw("GET", "/v1/nodes", expect=200, note="two nodes")
