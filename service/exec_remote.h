@@ -83,10 +83,7 @@ struct exec_remote_run {
 };
 
 struct exec_remote_callbacks {
-    /*
-     * The node accepted the attempt: its id there and the node's document
-     * of it (borrowed for the call).
-     */
+    /* The node accepted the attempt: its id there (borrowed for the call). */
     void (*dispatched)(void *ctx, int64_t num, int attempt, const char *remote_id);
     /* As exec_callbacks.output: a stream grew (data: all of it while small, else NULL). */
     void (*output)(void *ctx, int64_t num, int attempt, int stream, int64_t readable,
@@ -176,9 +173,11 @@ void exec_remote_doc_free(struct exec_remote_doc *d);
 
 /*
  * Parse the body of a node's answer to a list or blocking query
- * ({"jobs":[...],"seq":N}). Calls fn for each usable job document (skipping
- * unusable ones) and sets *seq. Return 0, or -EINVAL when the body is not
- * such an answer at all.
+ * ({"jobs":[...],"seq":N}). Sets *seq, then calls fn (unless NULL) for each
+ * usable job document (skipping unusable ones; the document is borrowed for
+ * the call); a non-zero return of fn stops the walk and is returned. Return
+ * 0, or -EINVAL when the body is not such an answer at all (then fn is never
+ * called and *seq is unchanged).
  */
 int exec_remote_parse_list(const char *body, size_t len, const char *coordinator_id,
                            int (*fn)(void *arg, const struct exec_remote_doc *d), void *arg,
