@@ -739,7 +739,8 @@ static void attempt_exit(struct exec_remote *er, struct attempt *a) {
     a->fin.result_json = NULL;
     res.result_json = result;
     attempt_forget(er, a);
-    er->cb.exited(er->ctx, num, attempt, &res);
+    if (er->cb.exited)
+        er->cb.exited(er->ctx, num, attempt, &res);
     free(result);
     free(inline_copy[0]);
     free(inline_copy[1]);
