@@ -63,6 +63,7 @@
 #define STREAM_TRIES_FINAL 5    /* failed reads of an ended stream before its rest is given up */
 #define FENCE_MAX          256  /* remote ids a node remembers having fenced */
 #define IDLE_MS            1000 /* longest sleep when nothing is due */
+#define STALL_S            30L  /* an ended job's stream that sends nothing this long is broken */
 
 enum xkind { X_POLL, X_DISPATCH, X_DOC, X_STREAM, X_CANCEL };
 
@@ -76,12 +77,13 @@ struct xfer {
     CURL *h;
     struct curl_slist *hdr;
     char *url;
-    struct node *node;  /* X_POLL */
-    struct attempt *a;  /* X_DISPATCH, X_DOC, X_STREAM, X_CANCEL of a tracked attempt */
-    int stream;         /* X_STREAM */
-    bool after_final;   /* X_STREAM: started once the attempt was known to have ended */
-    bool first;         /* X_POLL: the query that learns the node's seq */
-    char *body;         /* the answer so far (not for streams) */
+    struct node *node; /* X_POLL */
+    struct attempt *a; /* X_DISPATCH, X_DOC, X_STREAM, X_CANCEL of a tracked attempt */
+    int stream;        /* X_STREAM */
+    bool after_final;  /* X_STREAM: started once the attempt was known to have ended */
+    bool first;        /* X_POLL: the query that learns the node's seq */
+    int64_t started;   /* mono ms */
+    char *body;        /* the answer so far (not for streams) */
     size_t len, cap;
     bool too_big;
     struct xfer *next, **prevp; /* er->xfers */
@@ -553,8 +555,8 @@ static bool add_header(struct xfer *x, const char *h) {
  * transfer is freed) when post is not NULL. `key` is an Idempotency-Key or
  * NULL. timeout_ms 0: none. Return the transfer, or NULL after logging why.
  */
-static struct xfer *xfer_start(struct exec_remote *er, enum xkind kind, char *url,
-                               const char *post, size_t len, const char *key, long timeout_ms) {
+static struct xfer *xfer_start(struct exec_remote *er, enum xkind kind, char *url, const char *post,
+                               size_t len, const char *key, long timeout_ms) {
     struct xfer *x = calloc(1, sizeof *x);
     CURL *h = NULL;
     char kh[256];
@@ -564,6 +566,7 @@ static struct xfer *xfer_start(struct exec_remote *er, enum xkind kind, char *ur
         goto fail;
     x->kind = kind;
     x->er = er;
+    x->started = jobd_mono_ms();
     x->url = url;
     url = NULL;
     h = curl_easy_init();
@@ -590,8 +593,8 @@ static struct xfer *xfer_start(struct exec_remote *er, enum xkind kind, char *ur
          curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 10L) == CURLE_OK &&
          curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 5L) == CURLE_OK &&
          curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket) == CURLE_OK &&
-         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION,
-                          kind == X_STREAM ? stream_write : body_write) == CURLE_OK &&
+         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, kind == X_STREAM ? stream_write : body_write) ==
+             CURLE_OK &&
          curl_easy_setopt(h, CURLOPT_WRITEDATA, x) == CURLE_OK;
     if (ok && er->cacert)
         ok = curl_easy_setopt(h, CURLOPT_CAINFO, er->cacert) == CURLE_OK;
@@ -736,7 +739,8 @@ static void attempt_exit(struct exec_remote *er, struct attempt *a) {
     a->fin.result_json = NULL;
     res.result_json = result;
     attempt_forget(er, a);
-    er->cb.exited(er->ctx, num, attempt, &res);
+    if (er->cb.exited)
+        er->cb.exited(er->ctx, num, attempt, &res);
     free(result);
     free(inline_copy[0]);
     free(inline_copy[1]);
@@ -891,6 +895,11 @@ static void start_stream(struct exec_remote *er, struct attempt *a, struct node 
     st->x->a = a;
     st->x->stream = i;
     st->x->after_final = a->final;
+    /* The job has ended: the node sends the rest at once, or something is wrong. */
+    if (a->final && (curl_easy_setopt(st->x->h, CURLOPT_LOW_SPEED_LIMIT, 1L) != CURLE_OK ||
+                     curl_easy_setopt(st->x->h, CURLOPT_LOW_SPEED_TIME, STALL_S) != CURLE_OK))
+        log_warn("exec_remote: job %s: cannot bound the read of its %s", a->id,
+                 i ? "stderr" : "stdout");
 }
 
 /* Start what is due; return the mono ms of the next thing that will be. */
@@ -917,8 +926,8 @@ static int64_t start_due(struct exec_remote *er, int64_t now) {
         if (a->cancel_wanted && !a->cancel_done && !a->final && !a->cancel_x) {
             if (now >= a->cancel_at) {
                 a->cancel_x =
-                    xfer_start(er, X_CANCEL, url_printf("%s/v1/jobs/%s/cancel", n->url, a->rid),
-                               "", 0, NULL, REQ_TIMEOUT_MS);
+                    xfer_start(er, X_CANCEL, url_printf("%s/v1/jobs/%s/cancel", n->url, a->rid), "",
+                               0, NULL, REQ_TIMEOUT_MS);
                 if (a->cancel_x)
                     a->cancel_x->a = a;
                 else
@@ -947,23 +956,25 @@ static int64_t start_due(struct exec_remote *er, int64_t now) {
 struct poll_walk {
     struct exec_remote *er;
     struct node *n;
+    int docs;
 };
 
 static int poll_doc(void *arg, const struct exec_remote_doc *d) {
     struct poll_walk *w = arg;
+    w->docs++;
     handle_doc(w->er, w->n, d, true);
     return 0;
 }
 
 static void poll_done(struct exec_remote *er, struct xfer *x, CURLcode cc, long code) {
     struct node *n = x->node;
+    struct poll_walk w = {er, n, 0};
     int64_t seq = 0;
     bool ok = false;
 
     n->poll = NULL;
     if (cc == CURLE_OK && code == 200) {
         /* The first answer gives the seq only (see the top of this file). */
-        struct poll_walk w = {er, n};
         ok = exec_remote_parse_list(x->body, x->len, er->coord, x->first ? NULL : poll_doc, &w,
                                     &seq) == 0;
     }
@@ -972,6 +983,9 @@ static void poll_done(struct exec_remote *er, struct xfer *x, CURLcode cc, long 
         n->seq_known = true;
         n->backoff_ms = 0;
         n->poll_at = 0;
+        /* An empty answer long before its wait: a node that does not block; do not spin. */
+        if (!x->first && w.docs == 0 && jobd_mono_ms() - x->started < (int64_t)(er->wait_s * 500))
+            n->poll_at = jobd_mono_ms() + BACKOFF_MIN_MS;
         if (n->limit < POLL_LIMIT)
             n->limit = n->limit * 2 > POLL_LIMIT ? POLL_LIMIT : n->limit * 2;
         xfer_free(x);
@@ -1092,8 +1106,8 @@ static void stream_done(struct exec_remote *er, struct xfer *x, CURLcode cc, lon
          * it was asked after the end was known, or when it brought every byte
          * the final document counts; else read on (at once once ended).
          */
-        if (after_final || (a->final && !a->fin.res.out_truncated[i] &&
-                            st->copied >= a->fin.res.out_total[i]))
+        if (after_final ||
+            (a->final && !a->fin.res.out_truncated[i] && st->copied >= a->fin.res.out_total[i]))
             st->done = true;
         else
             st->retry_at = a->final ? 0 : jobd_mono_ms() + backoff_next(&st->backoff_ms);

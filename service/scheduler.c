@@ -1996,9 +1996,8 @@ static int load_node(void *arg, const struct store_node *sn) {
         log_error("scheduler: stored node %s is unreadable; it must register again", sn->id);
         return 0;
     }
+    /* The remote executor hears of it after recovery (see sched_start). */
     node_insert(s, n);
-    if (s->remote)
-        exec_remote_set_node(s->remote, n->id, n->url);
     return 0;
 }
 
@@ -2650,6 +2649,12 @@ int sched_start(struct sched *s) {
         log_error("scheduler: cannot load jobs from the store: %s", strerror(-rc));
         return rc;
     }
+    /*
+     * Only now poll the nodes: every remote attempt under way has been
+     * resumed, so a first answer cannot mistake one for an abandoned attempt.
+     */
+    for (struct node *n = s->nodes; n && s->remote; n = n->next)
+        exec_remote_set_node(s->remote, n->id, n->url);
     if (s->queued || s->table_count)
         log_info("scheduler: recovered %zu active jobs (%d queued)", s->table_count, s->queued);
     s->next_retention = jobd_mono_ms() + 1000;
