@@ -10,7 +10,7 @@
 BUILD    ?= build
 JOBS     ?= $(shell nproc)
 DEB_PKGS := build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev \
-            libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 procps wrk openssl
+            libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 python3-yaml procps wrk openssl
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build run test test-asan test-tsan fuzz soak valgrind bench format format-check clean

@@ -40,6 +40,9 @@ static const struct command commands[] = {
      "--stdin FILE; tasks read no stdin). Ctrl-C (SIGINT) or SIGTERM cancels the\n"
      "job, and jobctl exits once the job has ended (130 or 143); a second Ctrl-C\n"
      "leaves at once.\n"
+     "--executor remote runs the job on one of jobd's worker nodes (see `jobctl\n"
+     "nodes`), one whose labels match every --node-selector K=V; until such a\n"
+     "node has room the job stays queued (`jobctl status` says why).\n"
      "With --json nothing is streamed: the final job is printed as JSON (its\n"
      "output stays readable with `jobctl logs`)."},
     {CMD_SUBMIT, "submit", NULL, "submit [options] [--] COMMAND [ARG...]",
@@ -97,6 +100,24 @@ static const struct command commands[] = {
      "Cancels every queued or running job of the batch, as `jobctl cancel` does\n"
      "for one job; jobs that have ended stay as they are. Cancelling a batch whose\n"
      "jobs have all ended is not an error."},
+    {CMD_NODES, "nodes", NULL, "nodes [options]", "List the worker nodes",
+     "Lists the worker nodes of jobd (other jobd processes started with --join\n"
+     "that run its jobs of --executor remote) as a table (ID STATE URL\n"
+     "RUNNING/CAPACITY LABELS LAST SEEN), in id order. STATE is ready, draining\n"
+     "(gets no new jobs) or down (not heard from for jobd's --node-timeout).\n"
+     "With --json, prints a JSON array of nodes."},
+    {CMD_NODE, "node", NULL, "node [options] NODE", "Show a worker node",
+     "Shows the node's state, URL, labels, capacity, running jobs, and when it\n"
+     "joined and was last heard from (--json: the node document). `jobctl list\n"
+     "--json` shows each job's node."},
+    {CMD_DRAIN, "drain", NULL, "drain [options] NODE", "Send a worker node no new jobs",
+     "Drains the node: the jobs it runs finish there, and it gets no new ones,\n"
+     "even after it heartbeats again. Prints the node's state (--json: the node\n"
+     "document). `jobctl nodes rm NODE` forgets it once it runs nothing."},
+    {CMD_NODES_RM, "nodes rm", NULL, "nodes rm [options] NODE", "Forget a worker node",
+     "Removes the node from jobd's list. A node that still runs jobs is refused\n"
+     "(status 1): drain it and wait until it runs nothing. A node process that is\n"
+     "still alive joins again as a new node at its next heartbeat."},
     {CMD_HEALTH, "health", NULL, "health [options]", "Check that jobd answers",
      "Asks jobd's /healthz (no token needed) and prints its status and version."},
     {CMD_HELP, "help", NULL, "help [COMMAND]", "Show the help of a command",
@@ -146,6 +167,7 @@ enum opt_id {
     O_BWAIT_TIMEOUT,
     O_CONCURRENCY,
     O_BNAME,
+    O_NODE_SELECTOR,
 };
 
 struct opt {
@@ -178,7 +200,9 @@ static const struct opt opts[] = {
      "run the in-process task NAME instead of COMMAND (see `jobctl tasks`)"},
     {O_ARGS, "args", 0, "JSON", SPEC_CMDS, "the task's input, any JSON value (with --task)"},
     {O_EXECUTOR, "executor", 0, "EXEC", SPEC_CMDS,
-     "process or thread; thread runs tasks only and is their default"},
+     "process, thread (tasks only; their default) or remote (a worker node)"},
+    {O_NODE_SELECTOR, "node-selector", 0, "K=V", SPEC_CMDS,
+     "with --executor remote: only on nodes with this label (repeatable)"},
     {O_ENV, "env", 'e', "K=V", SPEC_CMDS,
      "set an environment variable (repeatable); a bare K takes jobctl's value"},
     {O_CWD, "cwd", 0, "DIR", SPEC_CMDS, "working directory (an absolute path on the server)"},
@@ -229,11 +253,12 @@ static const struct opt opts[] = {
 static const char exit_text[] =
     "   0  success (run, wait: the job succeeded; batch --wait: every job did)\n"
     "   1  the server refused: the job has already ended (cancel), is still\n"
-    "      active (rm), or the idempotency key was used for another spec;\n"
+    "      active (rm), the node still runs jobs (nodes rm), or the idempotency\n"
+    "      key was used for another spec;\n"
     "      batch --wait: some jobs failed, were cancelled or timed out\n"
     "   2  usage: bad command line\n"
     "  65  invalid job spec, batch file or parameter (the field or line is shown)\n"
-    "  66  no such job or batch, or an input file cannot be read\n"
+    "  66  no such job, batch or node, or an input file cannot be read\n"
     "  69  cannot connect to jobd, it did not answer in time, or TLS failed\n"
     "      (its certificate is not trusted: see --cacert)\n"
     "  70  server error, or an answer jobctl does not understand\n"
@@ -668,10 +693,15 @@ static int apply(struct cli *c, const struct opt *o, const char *v, char *msg, s
         c->args = v;
         break;
     case O_EXECUTOR:
-        /* remote needs worker nodes, which jobd does not have yet: not offered. */
-        if (strcmp(v, "process") != 0 && strcmp(v, "thread") != 0)
-            return usage_err(msg, n, "--executor: '%s' is not process or thread", v);
+        if (strcmp(v, "process") != 0 && strcmp(v, "thread") != 0 && strcmp(v, "remote") != 0)
+            return usage_err(msg, n, "--executor: '%s' is not process, thread or remote", v);
         c->executor = v;
+        break;
+    case O_NODE_SELECTOR:
+        if (!strchr(v, '=') || *v == '=')
+            return usage_err(msg, n, "--node-selector: '%s' is not K=V", v);
+        if (push(&c->node_selector, &c->n_node_selector, v) < 0)
+            return usage_err(msg, n, "out of memory");
         break;
     case O_LBATCH:
         c->list_batch = v;
@@ -815,10 +845,17 @@ int cli_parse(int argc, char **argv, struct cli *out, char *msg, size_t n) {
         rc = usage_err(msg, n, "unknown command '%s' (try `jobctl --help`)", name);
         goto done;
     }
-    /* "batch status ID" and "batch cancel ID": the subcommand comes right after "batch". */
+    /*
+     * "batch status ID", "batch cancel ID" and "nodes rm ID": the subcommand
+     * comes right after its command.
+     */
     if (out->cmd == CMD_BATCH && i < argc &&
         (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "cancel") == 0)) {
         out->cmd = argv[i][0] == 's' ? CMD_BATCH_STATUS : CMD_BATCH_CANCEL;
+        name = cli_cmd_name(out->cmd);
+        i++;
+    } else if (out->cmd == CMD_NODES && i < argc && strcmp(argv[i], "rm") == 0) {
+        out->cmd = CMD_NODES_RM;
         name = cli_cmd_name(out->cmd);
         i++;
     }
@@ -872,6 +909,15 @@ int cli_parse(int argc, char **argv, struct cli *out, char *msg, size_t n) {
         else
             out->id = pos[0];
         break;
+    case CMD_NODE:
+    case CMD_DRAIN:
+    case CMD_NODES_RM:
+        if (npos != 1)
+            rc = usage_err(msg, n, "%s: expected one NODE id, got %zu arguments", name, npos);
+        else
+            out->id = pos[0];
+        break;
+    case CMD_NODES:
     case CMD_LIST:
     case CMD_HEALTH:
     case CMD_TASKS:
@@ -905,9 +951,11 @@ done:
 void cli_free(struct cli *c) {
     free(c->env);
     free(c->labels);
+    free(c->node_selector);
     c->env = NULL;
     c->labels = NULL;
-    c->n_env = c->n_labels = 0;
+    c->node_selector = NULL;
+    c->n_env = c->n_labels = c->n_node_selector = 0;
 }
 
 /* ---- the spec ---- */
@@ -1029,6 +1077,11 @@ json_t *cli_spec(const struct cli *c, const char *stdin_data, size_t len, struct
     if (c->n_labels) {
         v = kv_object(c->labels, c->n_labels, false, "labels", err);
         if (!v || json_object_set_new(o, "labels", v) != 0)
+            goto fail;
+    }
+    if (c->n_node_selector) {
+        v = kv_object(c->node_selector, c->n_node_selector, false, "node_selector", err);
+        if (!v || json_object_set_new(o, "node_selector", v) != 0)
             goto fail;
     }
 #define STR(key, val)                                                                              \

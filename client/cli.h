@@ -26,7 +26,7 @@
 #define EXIT_SOMEFAILED  1   /* batch --wait: some jobs failed, were cancelled or timed out */
 #define EXIT_USAGE       2   /* bad command line */
 #define EXIT_DATAERR     65  /* invalid job spec or parameter (400) */
-#define EXIT_NOTFOUND    66  /* no such job (404), or an input file cannot be read */
+#define EXIT_NOTFOUND    66  /* no such job, batch or node (404), or an input file cannot be read */
 #define EXIT_UNAVAILABLE 69  /* cannot connect to jobd, or the connection timed out */
 #define EXIT_SOFTWARE    70  /* server error (5xx), or an answer jobctl cannot understand */
 #define EXIT_OSERR       71  /* local failure: out of memory, a pipe */
@@ -52,6 +52,10 @@ enum cli_cmd {
     CMD_BATCH,
     CMD_BATCH_STATUS, /* "batch status ID" */
     CMD_BATCH_CANCEL, /* "batch cancel ID" */
+    CMD_NODES,
+    CMD_NODE,
+    CMD_DRAIN,
+    CMD_NODES_RM, /* "nodes rm ID" */
     CMD_HELP,
     CMD_COUNT
 };
@@ -61,7 +65,7 @@ enum cli_limit { LIM_OUTPUT = 0, LIM_MEMORY, LIM_CPU, LIM_FILES, LIM_COUNT };
 
 /*
  * A parsed command line. Strings are borrowed from argv; the arrays (env,
- * labels) are owned and freed by cli_free.
+ * labels, node_selector) are owned and freed by cli_free.
  */
 struct cli {
     enum cli_cmd cmd;
@@ -83,15 +87,17 @@ struct cli {
     size_t n_env;
     const char **labels; /* "K=V" */
     size_t n_labels;
+    const char **node_selector; /* "K=V" */
+    size_t n_node_selector;
     const char *task, *args; /* --task NAME, --args JSON (text, parsed by cli_spec) */
-    const char *executor;    /* "process" or "thread"; NULL: the server's default */
+    const char *executor;    /* "process", "thread" or "remote"; NULL: the server's default */
     const char *cwd, *stdin_file, *kill_signal, *name, *idem_key;
     bool has_timeout, has_kill_grace, has_retries, has_retry_delay, has_priority;
     double timeout, kill_grace, retry_delay;
     int64_t retries, priority;
     bool has_limit[LIM_COUNT];
     int64_t limit[LIM_COUNT];
-    /* commands on one job or batch */
+    /* commands on one job, batch or node */
     const char *id;
     double wait_timeout; /* wait --timeout, batch --timeout; < 0: none */
     bool follow, err_stream;

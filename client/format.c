@@ -299,6 +299,7 @@ void fmt_job(FILE *out, const json_t *job, int64_t now_ms) {
     line(out, "ID:", str(job, "id"));
     line(out, "Name:", str(job, "name"));
     line(out, "State:", str(job, "state"));
+    line(out, "Waiting:", str(job, "waiting"));
     fmt_exit(job, tmp, sizeof tmp);
     if (strcmp(tmp, "-") != 0)
         line(out, "Exit:", tmp);
@@ -337,6 +338,7 @@ void fmt_job(FILE *out, const json_t *job, int64_t now_ms) {
     line(out, "Cwd:", str(job, "cwd"));
     map_line(out, "Env:", json_object_get(job, "env"));
     map_line(out, "Labels:", json_object_get(job, "labels"));
+    map_line(out, "Selector:", json_object_get(job, "node_selector"));
     time_line(out, "Created:", job, "created_at", now_ms);
     time_line(out, "Started:", job, "started_at", now_ms);
     time_line(out, "Finished:", job, "finished_at", now_ms);
@@ -378,6 +380,70 @@ void fmt_job(FILE *out, const json_t *job, int64_t now_ms) {
         }
         line(out, "Limits:", buf);
     }
+}
+
+/* ---- nodes ---- */
+
+const char *const node_headers[NODE_COLS] = {"ID",     "STATE",    "URL", "RUNNING/CAPACITY",
+                                             "LABELS", "LAST SEEN"};
+
+/* "k=v,k2=v2" of a labels object (borrowed) into buf, "..." at the end when cut; "-" when none. */
+static void fmt_labels(const json_t *labels, char *buf, size_t len) {
+    const char *k;
+    json_t *v;
+    size_t n = 0;
+
+    buf[0] = '\0';
+    if (!json_is_object(labels) || json_object_size(labels) == 0) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    json_object_foreach((json_t *)labels, k, v) {
+        const char *val = json_string_value(v);
+        n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%s%s=%s", n ? "," : "", k,
+                              val ? val : "?");
+        if (n >= len) {
+            if (len > 4)
+                memcpy(buf + len - 4, "...", 4);
+            return;
+        }
+    }
+}
+
+void fmt_node_row(const json_t *node, int64_t now_ms, char cells[NODE_COLS][256]) {
+    int64_t seen = parse_time_ms(str(node, "last_seen"));
+    const char *s;
+    char age[32];
+
+    snprintf(cells[0], 256, "%s", (s = str(node, "id")) ? s : "-");
+    snprintf(cells[1], 256, "%s", (s = str(node, "state")) ? s : "-");
+    snprintf(cells[2], 256, "%s", (s = str(node, "url")) ? s : "-");
+    snprintf(cells[3], 256, "%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(node, "running")),
+             json_integer_value(json_object_get(node, "capacity")));
+    fmt_labels(json_object_get(node, "labels"), cells[4], 256);
+    if (seen >= 0) {
+        fmt_age(now_ms - seen, age, sizeof age);
+        snprintf(cells[5], 256, "%s ago", age);
+    } else {
+        snprintf(cells[5], 256, "-");
+    }
+}
+
+void fmt_node(FILE *out, const json_t *node, int64_t now_ms) {
+    char tmp[96];
+
+    line(out, "ID:", str(node, "id"));
+    line(out, "State:", str(node, "state"));
+    line(out, "URL:", str(node, "url"));
+    map_line(out, "Labels:", json_object_get(node, "labels"));
+    snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(node, "running")),
+             json_integer_value(json_object_get(node, "capacity")));
+    line(out, "Running:", tmp);
+    line(out, "Version:", str(node, "version"));
+    time_line(out, "Joined:", node, "registered_at", now_ms);
+    time_line(out, "Last seen:", node, "last_seen", now_ms);
 }
 
 /* ---- batches ---- */

@@ -1,9 +1,10 @@
 /*
  * format.h: jobctl's human output: durations and ages, aligned tables, the
- * rows of `list`, the views of `status` and `batch status`, the progress
- * line of `batch --wait`, and the exit status that `run` and `wait` derive
- * from a job (and `batch --wait` from a batch). Pure functions of their inputs (the current time
- * is a parameter), tested alone (tests/unit/test_jobctl_format.c).
+ * rows of `list` and `nodes`, the views of `status`, `node` and `batch
+ * status`, the progress line of `batch --wait`, and the exit status that
+ * `run` and `wait` derive from a job (and `batch --wait` from a batch).
+ * Pure functions of their inputs (the current time is a parameter), tested
+ * alone (tests/unit/test_jobctl_format.c).
  */
 #ifndef JOBCTL_FORMAT_H
 #define JOBCTL_FORMAT_H
@@ -50,6 +51,20 @@ void fmt_list_row(const json_t *job, int64_t now_ms, char cells[LIST_COLS][128])
 
 /* Write the human view of a job (borrowed): "Field:  value" lines. */
 void fmt_job(FILE *out, const json_t *job, int64_t now_ms);
+
+#define NODE_COLS 6
+extern const char *const node_headers[NODE_COLS];
+
+/*
+ * The cells of a node document (borrowed) in `nodes`: ID STATE URL
+ * RUNNING/CAPACITY LABELS ("k=v,k2=v2", cut with "..." past the cell) and
+ * LAST SEEN ("5s ago"), written into cells[i] (each of 256 bytes). now_ms is
+ * the current wall clock.
+ */
+void fmt_node_row(const json_t *node, int64_t now_ms, char cells[NODE_COLS][256]);
+
+/* Write the human view of a node (borrowed): "Field:  value" lines. */
+void fmt_node(FILE *out, const json_t *node, int64_t now_ms);
 
 /*
  * One line on a batch document (borrowed), as `batch --wait` shows its

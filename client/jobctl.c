@@ -796,6 +796,96 @@ static int cmd_batch_cancel(struct jobd_client *c, const struct cli *cli) {
     return 0;
 }
 
+/* ---- nodes ---- */
+
+static int cmd_nodes(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+    json_t *doc = NULL, *nodes, *node;
+    struct table *tb;
+    int64_t now = jobd_now_ms();
+    size_t i;
+    int rc = 0;
+
+    if (jobd_client_nodes(c, &doc, &err) < 0)
+        return report(&err);
+    nodes = json_object_get(doc, "nodes");
+    if (cli->json) {
+        print_json(nodes);
+        json_decref(doc);
+        return 0;
+    }
+    tb = table_new(NODE_COLS, node_headers);
+    if (!tb)
+        rc = EXIT_OSERR;
+    json_array_foreach(nodes, i, node) {
+        char cells[NODE_COLS][256];
+        const char *row[NODE_COLS];
+        if (rc != 0)
+            break;
+        fmt_node_row(node, now, cells);
+        for (int k = 0; k < NODE_COLS; k++)
+            row[k] = cells[k];
+        if (table_add(tb, row) < 0)
+            rc = EXIT_OSERR;
+    }
+    if (rc == 0)
+        table_print(tb, stdout);
+    else
+        fputs("jobctl: out of memory\n", stderr);
+    table_free(tb);
+    json_decref(doc);
+    return rc;
+}
+
+static int cmd_node(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+    json_t *node = NULL;
+
+    if (jobd_client_node_get(c, cli->id, &node, &err) < 0)
+        return report(&err);
+    if (cli->json)
+        print_json(node);
+    else
+        fmt_node(stdout, node, jobd_now_ms());
+    json_decref(node);
+    return 0;
+}
+
+static int cmd_drain(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+    json_t *node = NULL;
+    json_int_t running;
+
+    if (jobd_client_node_drain(c, cli->id, &node, &err) < 0)
+        return report(&err);
+    running = json_integer_value(json_object_get(node, "running"));
+    if (cli->json)
+        print_json(node);
+    else if (running > 0)
+        printf("%s: %s (%" JSON_INTEGER_FORMAT " jobs still running)\n", cli->id,
+               jobd_job_str(node, "state"), running);
+    else
+        printf("%s: %s\n", cli->id, jobd_job_str(node, "state"));
+    json_decref(node);
+    return 0;
+}
+
+static int cmd_nodes_rm(struct jobd_client *c, const struct cli *cli) {
+    struct jobd_client_error err;
+
+    if (jobd_client_node_delete(c, cli->id, &err) < 0)
+        return report(&err);
+    if (cli->json) {
+        json_t *o = json_pack("{s:s,s:b}", "id", cli->id, "deleted", 1);
+        if (o)
+            print_json(o);
+        json_decref(o);
+    } else {
+        printf("%s removed\n", cli->id);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     struct jobd_client_options o = {0};
     struct jobd_client_error err;
@@ -876,6 +966,18 @@ int main(int argc, char **argv) {
         break;
     case CMD_BATCH_CANCEL:
         rc = cmd_batch_cancel(c, &cli);
+        break;
+    case CMD_NODES:
+        rc = cmd_nodes(c, &cli);
+        break;
+    case CMD_NODE:
+        rc = cmd_node(c, &cli);
+        break;
+    case CMD_DRAIN:
+        rc = cmd_drain(c, &cli);
+        break;
+    case CMD_NODES_RM:
+        rc = cmd_nodes_rm(c, &cli);
         break;
     default:
         rc = EXIT_USAGE;

@@ -482,17 +482,22 @@ static json_t *answer_object(struct resp *r, const char *what, struct jobd_clien
     return v;
 }
 
-/* "/v1/jobs/ID" + suffix, with the id escaped: a new string, or NULL. */
-static char *job_path(struct jobd_client *c, const char *id, const char *suffix) {
+/* base + ID + suffix, with the id escaped: a new string, or NULL. */
+static char *id_path(struct jobd_client *c, const char *base, const char *id, const char *suffix) {
     char *esc, *p = NULL;
 
     esc = curl_easy_escape(c->easy, id, 0);
     if (!esc)
         return NULL;
-    if (asprintf(&p, "/v1/jobs/%s%s", esc, suffix) < 0)
+    if (asprintf(&p, "%s%s%s", base, esc, suffix) < 0)
         p = NULL;
     curl_free(esc);
     return p;
+}
+
+/* "/v1/jobs/ID" + suffix, with the id escaped: a new string, or NULL. */
+static char *job_path(struct jobd_client *c, const char *id, const char *suffix) {
+    return id_path(c, "/v1/jobs/", id, suffix);
 }
 
 static int check_id(const char *id, struct jobd_client_error *err) {
@@ -503,15 +508,7 @@ static int check_id(const char *id, struct jobd_client_error *err) {
 
 /* "/v1/batches/ID" + suffix, with the id escaped: a new string, or NULL. */
 static char *batch_path(struct jobd_client *c, const char *id, const char *suffix) {
-    char *esc, *p = NULL;
-
-    esc = curl_easy_escape(c->easy, id, 0);
-    if (!esc)
-        return NULL;
-    if (asprintf(&p, "/v1/batches/%s%s", esc, suffix) < 0)
-        p = NULL;
-    curl_free(esc);
-    return p;
+    return id_path(c, "/v1/batches/", id, suffix);
 }
 
 static int check_batch_id(const char *id, struct jobd_client_error *err) {
@@ -1097,6 +1094,102 @@ int jobd_client_batch_cancel(struct jobd_client *c, const char *id, json_t **bat
     }
     free(path);
     return rc;
+}
+
+/* ---- nodes ---- */
+
+/* "/v1/nodes/ID" + suffix, with the id escaped: a new string, or NULL. */
+static char *node_path(struct jobd_client *c, const char *id, const char *suffix) {
+    return id_path(c, "/v1/nodes/", id, suffix);
+}
+
+static int check_node_id(const char *id, struct jobd_client_error *err) {
+    if (!id || !*id)
+        return fail(err, JOBD_CLIENT_ERR_USAGE, -EINVAL, "no node id given");
+    return 0;
+}
+
+/*
+ * Take the node document of a 2xx answer to `what` (r->body is consumed):
+ * a new reference with a string id and state, or NULL with err filled.
+ */
+static json_t *answer_node(struct resp *r, const char *what, struct jobd_client_error *err) {
+    json_t *v = answer_object(r, what, err);
+
+    if (v && (!json_is_string(json_object_get(v, "id")) ||
+              !json_is_string(json_object_get(v, "state")))) {
+        json_decref(v);
+        fail(err, JOBD_CLIENT_ERR_PROTOCOL, -EPROTO, "%s: the answer is not a node", what);
+        return NULL;
+    }
+    return v;
+}
+
+int jobd_client_nodes(struct jobd_client *c, json_t **out, struct jobd_client_error *err) {
+    struct resp r;
+    json_t *v;
+    int rc;
+
+    err_clear(err);
+    rc = request(c, "GET", "/v1/nodes", NULL, 0, NULL, 0, &r, err);
+    if (rc < 0)
+        return rc;
+    v = answer_object(&r, "GET /v1/nodes", err);
+    if (!v)
+        return -EPROTO;
+    if (!json_is_array(json_object_get(v, "nodes"))) {
+        json_decref(v);
+        return fail(err, JOBD_CLIENT_ERR_PROTOCOL, -EPROTO,
+                    "GET /v1/nodes: the answer has no nodes array");
+    }
+    give(v, out);
+    return 0;
+}
+
+/*
+ * One request without a body on node `id`: `method` on /v1/nodes/ID +
+ * suffix. With want_doc the answer must be a node document, stored (new)
+ * in *node, or dropped when node is NULL; without, the answer is dropped.
+ */
+static int node_call(struct jobd_client *c, const char *method, const char *id, const char *suffix,
+                     json_t **node, bool want_doc, struct jobd_client_error *err) {
+    struct resp r;
+    char *path;
+    json_t *v;
+    int rc;
+
+    err_clear(err);
+    if ((rc = check_node_id(id, err)) < 0)
+        return rc;
+    path = node_path(c, id, suffix);
+    if (!path)
+        return fail(err, JOBD_CLIENT_ERR_NOMEM, -ENOMEM, "out of memory");
+    rc = request(c, method, path, NULL, 0, NULL, 0, &r, err);
+    if (rc == 0 && want_doc) {
+        v = answer_node(&r, path, err);
+        if (!v)
+            rc = -EPROTO;
+        else
+            give(v, node);
+    } else if (rc == 0) {
+        free(r.body.p);
+    }
+    free(path);
+    return rc;
+}
+
+int jobd_client_node_get(struct jobd_client *c, const char *id, json_t **node,
+                         struct jobd_client_error *err) {
+    return node_call(c, "GET", id, "", node, true, err);
+}
+
+int jobd_client_node_drain(struct jobd_client *c, const char *id, json_t **node,
+                           struct jobd_client_error *err) {
+    return node_call(c, "POST", id, "/drain", node, true, err);
+}
+
+int jobd_client_node_delete(struct jobd_client *c, const char *id, struct jobd_client_error *err) {
+    return node_call(c, "DELETE", id, "", NULL, false, err);
 }
 
 /* ---- follow ---- */

@@ -4,11 +4,16 @@ exchange, and check the recording against openapi/openapi.yaml.
 
     JOBD_BIN=build/jobd python3 tests/contract/exercise.py [--out FILE] [--no-validate]
 
-It starts three jobd instances on ephemeral loopback ports, each with its own
+It starts four jobd instances on ephemeral loopback ports, each with its own
 temporary data directory:
 
-  open     no token: every endpoint, success and error cases;
+  open     no token: every endpoint, success and error cases (no cluster
+           token: POST /v1/nodes is 403, remote jobs are 400);
   secured  JOBD_TOKEN set: 401 on every /v1 path, 200 with the token;
+  cluster  JOBD_TOKEN and JOBD_CLUSTER_TOKEN set, --node-timeout 60: a
+           coordinator. The /v1/nodes routes, with the open jobd registered
+           as its node (any jobd can serve as one), remote jobs that wait
+           (`waiting`), run there (`node`), and keep a node from being deleted;
   small    --max-queued 1 --max-procs 1 --max-body 4096: 429, 413, then
            SIGTERM and 503 while it shuts down.
 
@@ -40,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 LISTEN_RE = re.compile(r"^jobd: listening on http://([^:\s]+):(\d+)\s*$")
 TOKEN = "contract-s3cret"
+CLUSTER_TOKEN = "contract-cluster-s3cret"
 FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 
 _procs = []
@@ -70,6 +76,7 @@ class Jobd:
         _tmpdirs.append(self.data)
         penv = dict(os.environ)
         penv.pop("JOBD_TOKEN", None)
+        penv.pop("JOBD_CLUSTER_TOKEN", None)
         penv.update(env or {})
         cmd = [binary, "--listen", "127.0.0.1:0", "--data-dir", self.data] + list(args)
         self.proc = subprocess.Popen(
@@ -476,6 +483,110 @@ def exercise_open(c):
     c.raw("GET", "/v1/jobs/%s/stdout" % j1, expect=404, note="output of a deleted job")
     c.raw("DELETE", "/v1/jobs/nope", expect=404, note="malformed id")
 
+    # ---- nodes, on a jobd without a cluster token ----
+    c.raw("GET", "/v1/nodes", expect=200, note="no nodes")
+    node = {"id": "n-contract", "url": "http://127.0.0.1:1", "capacity": 1}
+    c.raw("POST", "/v1/nodes", node, expect=403, note="no cluster token: takes no nodes")
+    c.raw("POST", "/v1/nodes", node, headers={"Authorization": "Bearer " + CLUSTER_TOKEN}, expect=403,
+          note="no cluster token, whatever is sent")
+    for bad_id in ("n-contract", "-bad", "x" * 65):
+        c.raw("GET", "/v1/nodes/" + bad_id, expect=404, note="unknown or malformed node")
+        c.raw("POST", "/v1/nodes/%s/drain" % bad_id, expect=404, note="drain an unknown node")
+        c.raw("DELETE", "/v1/nodes/" + bad_id, expect=404, note="delete an unknown node")
+    for m, path in (("PUT", "/v1/nodes"), ("DELETE", "/v1/nodes"), ("POST", "/v1/nodes/n1"),
+                    ("PUT", "/v1/nodes/n1"), ("GET", "/v1/nodes/n1/drain"), ("DELETE", "/v1/nodes/n1/drain")):
+        c.raw(m, path, expect=405, note="wrong method")
+
+
+def exercise_cluster(c, cc, anon, node_port):
+    """A coordinator (users' token c, cluster token cc) with the open jobd as its node."""
+    n1 = "n-contract-1"
+    url = "http://127.0.0.1:%d" % node_port
+    reg = {"id": n1, "url": url, "labels": {"pool": "contract"}, "capacity": 1, "version": "0.1.0"}
+    r = cc.raw("POST", "/v1/nodes", reg, expect=201, note="a node joins")
+    b = c.job(r)
+    if b.get("heartbeat_interval", 0) <= 0 or b.get("node_timeout") != 60:
+        c.rec.failures.append("POST /v1/nodes: node_timeout %r (want 60), heartbeat_interval %r"
+                              % (b.get("node_timeout"), b.get("heartbeat_interval")))
+    cc.raw("POST", "/v1/nodes", reg, expect=200, note="a heartbeat")
+    cc.raw("POST", "/v1/nodes", {"id": "n-contract-2", "url": "http://127.0.0.1:1", "capacity": 1}, expect=201,
+           note="only id, url and capacity")
+    anon.raw("POST", "/v1/nodes", reg, expect=401, note="no token")
+    c.raw("POST", "/v1/nodes", reg, expect=401, note="the users' token is not the cluster token")
+    for body, note in (
+        ('{"id": ', "malformed JSON"),
+        ("[]", "not an object"),
+        ({"url": url}, "no id"),
+        ({"id": n1}, "no url"),
+        ({"id": n1, "url": url}, "no capacity"),
+        ({"id": n1, "url": url + "/", "capacity": 1}, "url with a trailing slash"),
+        ({"id": n1, "url": url, "capacity": 1, "version": "v" * 65}, "version too long"),
+        ({"id": "-n", "url": url, "capacity": 1}, "id starts with a dash"),
+        ({"id": "n" * 65, "url": url, "capacity": 1}, "id too long"),
+        ({"id": "n x", "url": url, "capacity": 1}, "id with a space"),
+        ({"id": n1, "url": "ftp://h:1", "capacity": 1}, "url not http"),
+        ({"id": n1, "url": "http://h/" + "x" * 1024, "capacity": 1}, "url too long"),
+        ({"id": n1, "url": url, "capacity": 0}, "capacity 0"),
+        ({"id": n1, "url": url, "capacity": 100001}, "capacity too large"),
+        ({"id": n1, "url": url, "capacity": 1, "labels": {"bad key": "v"}}, "bad label key"),
+        ({"id": n1, "url": url, "capacity": 1, "color": "red"}, "unknown field"),
+    ):
+        cc.raw("POST", "/v1/nodes", body, expect=400, note=note)
+    c.raw("GET", "/v1/nodes", expect=200, note="two nodes")
+    c.raw("GET", "/v1/nodes/" + n1, expect=200)
+    c.raw("GET", "/v1/nodes/n-nope", expect=404, note="unknown node")
+    anon.raw("GET", "/v1/nodes", expect=401, note="no token")
+    cc.raw("GET", "/v1/nodes", expect=401, note="the cluster token is not the users' token")
+
+    # A remote job that no node matches waits, and says why.
+    r = c.raw("POST", "/v1/jobs", {"command": ["true"], "executor": "remote", "node_selector": {"gpu": "yes"}},
+              expect=201, note="remote, no node matches")
+    jw = c.job(r).get("id", "j1")
+    deadline = time.monotonic() + 5
+    while True:
+        r = c.raw("GET", "/v1/jobs/" + jw, expect=200, note="a waiting remote job")
+        if c.job(r).get("waiting") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if c.job(r).get("state") != "queued" or not c.job(r).get("waiting"):
+        c.rec.failures.append("remote job with an unmatched node_selector: state %r, waiting %r"
+                              % (c.job(r).get("state"), c.job(r).get("waiting")))
+    c.raw("POST", "/v1/jobs/%s/cancel" % jw, expect=202, note="cancel a waiting remote job")
+
+    # A remote job that runs on the node, to its end.
+    r = c.raw("POST", "/v1/jobs?wait=20", {"command": ["echo", "remote"], "executor": "remote",
+                                            "node_selector": {"pool": "contract"}},
+              expect=201, note="remote, to its end")
+    if c.job(r).get("node") != n1 or c.job(r).get("state") != "succeeded":
+        c.rec.failures.append("remote job: state %r on node %r, expected succeeded on %s"
+                              % (c.job(r).get("state"), c.job(r).get("node"), n1))
+    c.raw("GET", "/v1/jobs/%s/stdout" % c.job(r).get("id", "j1"), expect=200, note="output of a remote job")
+
+    # A node that runs a job is not deleted; drained, it keeps it.
+    r = c.raw("POST", "/v1/jobs", {"command": ["sleep", "30"], "executor": "remote", "kill_grace": 1,
+                                    "node_selector": {"pool": "contract"}},
+              expect=201, note="remote, to cancel")
+    jr = c.job(r).get("id", "j1")
+    c.wait_state(jr, "running", timeout=20)
+    c.raw("DELETE", "/v1/nodes/" + n1, expect=409, note="delete a node that runs a job")
+    c.raw("POST", "/v1/nodes/%s/drain" % n1, expect=202, note="drain a busy node")
+    c.raw("POST", "/v1/nodes/%s/drain" % n1, expect=202, note="drain a draining node")
+    cc.raw("POST", "/v1/nodes", reg, expect=200, note="a heartbeat of a draining node")
+    c.raw("POST", "/v1/jobs/%s/cancel" % jr, expect=202, note="cancel a remote job")
+    c.wait_final(jr)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = c.raw("GET", "/v1/nodes/" + n1, expect=200, note="until the node runs nothing")
+        if c.job(r).get("running") == 0:
+            break
+        time.sleep(0.1)
+    c.raw("DELETE", "/v1/nodes/" + n1, expect=204)
+    c.raw("DELETE", "/v1/nodes/" + n1, expect=404, note="deleted twice")
+    c.raw("GET", "/v1/nodes/" + n1, expect=404, note="a deleted node")
+    cc.raw("POST", "/v1/nodes", reg, expect=201, note="joins again after a delete")
+    c.raw("POST", "/v1/nodes/n-contract-2/drain", expect=202, note="drain an idle node")
+    c.raw("DELETE", "/v1/nodes/n-contract-2", expect=204, note="delete an idle node")
+
 
 def exercise_secured(c, anon, wrong):
     """A jobd with a token: 401 everywhere under /v1, never on /healthz."""
@@ -497,6 +608,10 @@ def exercise_secured(c, anon, wrong):
         cl.raw("GET", "/v1/batches/b1", expect=401, note=why)
         cl.raw("POST", "/v1/batches/b1/cancel", expect=401, note=why)
         cl.raw("GET", "/metrics", expect=401, note=why)
+        cl.raw("GET", "/v1/nodes", expect=401, note=why)
+        cl.raw("GET", "/v1/nodes/n1", expect=401, note=why)
+        cl.raw("POST", "/v1/nodes/n1/drain", expect=401, note=why)
+        cl.raw("DELETE", "/v1/nodes/n1", expect=401, note=why)
         cl.raw("GET", "/v1/nope", expect=401, note=why + ", unknown /v1 path")
         cl.raw("PUT", "/v1/jobs", expect=401, note=why + ", wrong method")
     anon.raw("GET", "/nope", expect=404, note="unknown path outside /v1")
@@ -568,6 +683,8 @@ def main():
 
     open_ = Jobd(binary, "open")
     secured = Jobd(binary, "secured", env={"JOBD_TOKEN": TOKEN})
+    cluster = Jobd(binary, "cluster", ["--node-timeout", "60"],
+                   env={"JOBD_TOKEN": TOKEN, "JOBD_CLUSTER_TOKEN": CLUSTER_TOKEN})
     small = Jobd(
         binary,
         "small",
@@ -578,13 +695,16 @@ def main():
     )
     try:
         exercise_open(Client(open_, rec))
+        exercise_cluster(Client(cluster, rec, TOKEN), Client(cluster, rec, CLUSTER_TOKEN), Client(cluster, rec),
+                         open_.port)
         exercise_secured(
             Client(secured, rec, TOKEN), Client(secured, rec), Client(secured, rec, "not-the-token")
         )
         exercise_small(Client(small, rec), small)
     finally:
         rec.close()
-        for j in (open_, secured, small):
+        # The coordinator first: it polls the open jobd, its node.
+        for j in (cluster, open_, secured, small):
             rc = j.stop()
             if rc != 0:
                 rec.failures.append("jobd (%s) exited with status %s on SIGTERM" % (j.name, rc))

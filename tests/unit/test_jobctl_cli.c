@@ -2,8 +2,8 @@
  * test_jobctl_cli.c: jobctl's command line (client/cli.c): commands and
  * aliases, options before and after the command, values, errors with
  * EXIT_USAGE, the job spec built from options (commands and tasks), the
- * batch commands and their files (JSON array or JSON lines), and the help
- * texts.
+ * batch commands and their files (JSON array or JSON lines), the node
+ * commands and remote jobs, and the help texts.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -115,8 +115,15 @@ static const struct {
     {{"run", "--task", "echo", "ls", NULL}, "run: give one of COMMAND"},
     {{"submit", "--task", "echo", "--shell", "x", NULL}, "submit: give one of COMMAND"},
     {{"submit", "--args", "{}", "true", NULL}, "submit: --args is the input of a task"},
-    {{"run", "--executor", "remote", "--task", "echo", NULL}, "--executor: 'remote' is not"},
-    {{"submit", "--node-selector", "a=b", "true", NULL}, "submit: unknown option --node-selector"},
+    {{"run", "--executor", "gpu", "--task", "echo", NULL}, "--executor: 'gpu' is not process,"},
+    {{"submit", "--node-selector", "gpu", "true", NULL}, "--node-selector: 'gpu' is not K=V"},
+    {{"submit", "--node-selector", "=yes", "true", NULL}, "--node-selector: '=yes' is not K=V"},
+    {{"nodes", "n1", NULL}, "nodes: unexpected argument 'n1'"},
+    {{"nodes", "--state", "ready", NULL}, "nodes: unknown option --state"},
+    {{"node", NULL}, "node: expected one NODE id, got 0"},
+    {{"drain", "n1", "n2", NULL}, "drain: expected one NODE id, got 2"},
+    {{"nodes", "rm", NULL}, "nodes rm: expected one NODE id, got 0"},
+    {{"list", "--node-selector", "a=b", NULL}, "list: unknown option --node-selector"},
     {{"run", "--task", NULL}, "run: option --task needs a value"},
     {{"tasks", "echo", NULL}, "tasks: unexpected argument 'echo'"},
     {{"tasks", "--wait", NULL}, "tasks: unknown option --wait"},
@@ -289,6 +296,63 @@ static void test_batch_commands(void **state) {
     cli_free(&c);
     assert_int_equal(cli_cmd_lookup("batch status"), CMD_BATCH_STATUS);
     assert_string_equal(cli_cmd_name(CMD_BATCH_CANCEL), "batch cancel");
+}
+
+static void test_node_commands(void **state) {
+    struct cli c;
+    char msg[256];
+    (void)state;
+    assert_int_equal(parse(&c, msg, "nodes", "--json", NULL), 0);
+    assert_int_equal(c.cmd, CMD_NODES);
+    assert_true(c.json);
+    cli_free(&c);
+    assert_int_equal(parse(&c, msg, "node", "n0123456789abcdef", NULL), 0);
+    assert_int_equal(c.cmd, CMD_NODE);
+    assert_string_equal(c.id, "n0123456789abcdef");
+    cli_free(&c);
+    assert_int_equal(parse(&c, msg, "drain", "gpu-1", "--json", NULL), 0);
+    assert_int_equal(c.cmd, CMD_DRAIN);
+    assert_string_equal(c.id, "gpu-1");
+    cli_free(&c);
+    /* The subcommand word comes right after "nodes", as for "batch". */
+    assert_int_equal(parse(&c, msg, "nodes", "rm", "gpu-1", NULL), 0);
+    assert_int_equal(c.cmd, CMD_NODES_RM);
+    assert_string_equal(c.id, "gpu-1");
+    cli_free(&c);
+    assert_int_equal(parse(&c, msg, "help", "nodes", "rm", NULL), 0);
+    assert_string_equal(c.topic, "nodes rm");
+    cli_free(&c);
+    assert_int_equal(cli_cmd_lookup("nodes rm"), CMD_NODES_RM);
+    assert_string_equal(cli_cmd_name(CMD_DRAIN), "drain");
+}
+
+static void test_remote_spec_from_options(void **state) {
+    struct cli c;
+    char msg[256];
+    struct jobd_error err;
+    json_t *spec, *sel;
+    (void)state;
+    assert_int_equal(parse(&c, msg, "submit", "--executor", "remote", "--node-selector", "gpu=yes",
+                           "--node-selector", "zone=a=b", "--", "nvidia-smi", NULL),
+                     0);
+    assert_int_equal(c.n_node_selector, 2);
+    spec = cli_spec(&c, NULL, 0, &err);
+    assert_non_null(spec);
+    assert_string_equal(json_string_value(json_object_get(spec, "executor")), "remote");
+    sel = json_object_get(spec, "node_selector");
+    assert_int_equal(json_object_size(sel), 2);
+    assert_string_equal(json_string_value(json_object_get(sel, "gpu")), "yes");
+    assert_string_equal(json_string_value(json_object_get(sel, "zone")), "a=b");
+    json_decref(spec);
+    cli_free(&c);
+    /* A selector key breaks the label rules: the field is named before any traffic. */
+    assert_int_equal(
+        parse(&c, msg, "run", "--executor", "remote", "--node-selector", "bad key=1", "true", NULL),
+        0);
+    spec = cli_spec(&c, NULL, 0, &err);
+    assert_null(spec);
+    assert_non_null(strstr(err.field, "node_selector"));
+    cli_free(&c);
 }
 
 /*
@@ -501,10 +565,9 @@ static void test_help_texts(void **state) {
     assert_non_null(strstr(all, "  tasks "));
     assert_non_null(strstr(all, "  batch status "));
     assert_non_null(strstr(all, "batch --wait: some jobs failed"));
-    /* Commands the service does not support yet are not advertised. */
-    assert_null(strstr(all, "nodes"));
-    assert_null(strstr(all, "drain"));
-    assert_null(strstr(all, "node-selector"));
+    assert_non_null(strstr(all, "  nodes rm "));
+    assert_non_null(strstr(all, "  drain "));
+    assert_non_null(strstr(all, "the node still runs jobs (nodes rm)"));
     free(all);
     for (int cmd = CMD_RUN; cmd < CMD_COUNT; cmd++) {
         char *h = capture(cli_help, (enum cli_cmd)cmd);
@@ -518,6 +581,7 @@ static void test_help_texts(void **state) {
     assert_non_null(strstr(run, "--idempotency-key KEY"));
     assert_non_null(strstr(run, "--task NAME"));
     assert_non_null(strstr(run, "--executor EXEC"));
+    assert_non_null(strstr(run, "--node-selector K=V"));
     assert_null(strstr(run, "--follow"));
     assert_null(strstr(run, "--concurrency"));
     free(run);
@@ -530,6 +594,7 @@ static void test_help_texts(void **state) {
     assert_non_null(strstr(man, ".TH JOBCTL 1"));
     assert_non_null(strstr(man, ".SS \"logs\""));
     assert_non_null(strstr(man, ".SS \"batch status\""));
+    assert_non_null(strstr(man, ".SS \"nodes rm\""));
     assert_non_null(strstr(man, "\\-\\-stderr"));
     free(man);
 }
@@ -551,6 +616,8 @@ int main(void) {
         cmocka_unit_test(test_task_spec_errors_name_the_field),
         cmocka_unit_test(test_batch_commands),
         cmocka_unit_test(test_batch_files),
+        cmocka_unit_test(test_node_commands),
+        cmocka_unit_test(test_remote_spec_from_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

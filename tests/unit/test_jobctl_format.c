@@ -2,7 +2,7 @@
  * test_jobctl_format.c: jobctl's human output (client/format.c): durations,
  * ages, times, shell quoting, table alignment, list rows, the status view
  * (of a task too), the batch progress line and view, exit statuses derived
- * from jobs and batches, and UTF-8 repair.
+ * from jobs and batches, node rows and the node view, and UTF-8 repair.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -191,6 +191,7 @@ static void test_status_view(void **state) {
     assert_non_null(strstr(buf, "Duration:  2.0s\n"));
     assert_non_null(strstr(buf, "Error:     exited with code 3\n"));
     assert_null(strstr(buf, "Name:")); /* absent fields are left out */
+    assert_null(strstr(buf, "Waiting:"));
     free(buf);
     json_decref(j);
 }
@@ -286,6 +287,53 @@ static void test_batch_view(void **state) {
     json_decref(b);
 }
 
+static void test_node_row_and_view(void **state) {
+    char cells[NODE_COLS][256];
+    int64_t now = parse_time_ms("2026-11-27T12:00:00.000Z");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f;
+    (void)state;
+    json_t *n = job("{\"id\":\"n0123456789abcdef\",\"url\":\"http://node-1:8081\","
+                    "\"state\":\"draining\",\"labels\":{\"gpu\":\"yes\",\"zone\":\"a\"},"
+                    "\"capacity\":4,\"running\":1,\"last_seen\":\"2026-11-27T11:59:57.000Z\","
+                    "\"registered_at\":\"2026-11-27T10:00:00.000Z\",\"version\":null}");
+    fmt_node_row(n, now, cells);
+    const char *want[NODE_COLS] = {"n0123456789abcdef", "draining", "http://node-1:8081", "1/4",
+                                   "gpu=yes,zone=a",    "3s ago"};
+    for (int i = 0; i < NODE_COLS; i++)
+        assert_string_equal(cells[i], want[i]);
+    f = open_memstream(&out, &len);
+    fmt_node(f, n, now);
+    fclose(f);
+    assert_non_null(strstr(out, "ID:        n0123456789abcdef\n"));
+    assert_non_null(strstr(out, "State:     draining\n"));
+    assert_non_null(strstr(out, "Labels:    gpu=yes zone=a\n"));
+    assert_non_null(strstr(out, "Running:   1 of 4\n"));
+    assert_non_null(strstr(out, "Last seen: 2026-11-27T11:59:57.000Z (3s ago)\n"));
+    assert_null(strstr(out, "Version:")); /* null is left out */
+    free(out);
+    json_decref(n);
+
+    /* No labels is "-"; labels past the cell end in "...". */
+    n = job("{\"id\":\"n1\",\"state\":\"down\",\"labels\":{},\"capacity\":1,\"running\":0}");
+    fmt_node_row(n, now, cells);
+    assert_string_equal(cells[4], "-");
+    assert_string_equal(cells[5], "-");
+    json_decref(n);
+    json_t *labels = json_object();
+    char key[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof key, "key%02d", i);
+        json_object_set_new(labels, key, json_string("value"));
+    }
+    n = json_pack("{s:s,s:o}", "id", "n2", "labels", labels);
+    fmt_node_row(n, now, cells);
+    assert_int_equal(strlen(cells[4]), 255);
+    assert_string_equal(cells[4] + 252, "...");
+    json_decref(n);
+}
+
 static void test_status_view_of_a_task(void **state) {
     char *out = NULL;
     size_t len = 0;
@@ -343,6 +391,7 @@ int main(void) {
         cmocka_unit_test(test_batch_progress_and_status),
         cmocka_unit_test(test_batch_view),
         cmocka_unit_test(test_status_view_of_a_task),
+        cmocka_unit_test(test_node_row_and_view),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

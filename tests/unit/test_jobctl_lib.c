@@ -96,6 +96,11 @@ static void test_arguments_are_checked(void **state) {
     bo.concurrency = 1;
     bo.wait = 400;
     assert_int_equal(jobd_client_batch_submit(c, jobs, &bo, NULL, &err), -EINVAL);
+    /* Nodes: a missing id. */
+    assert_int_equal(jobd_client_node_get(c, "", NULL, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "no node id"));
+    assert_int_equal(jobd_client_node_drain(c, NULL, NULL, &err), -EINVAL);
+    assert_int_equal(jobd_client_node_delete(c, NULL, &err), -EINVAL);
     /* The caller's array is borrowed: still one reference, unchanged. */
     assert_int_equal(jobs->refcount, 1);
     assert_int_equal(json_array_size(jobs), 1);
@@ -131,6 +136,10 @@ static void test_cannot_connect(void **state) {
     assert_int_equal(jobd_client_tasks(c, &v, &err), -ECONNREFUSED);
     assert_int_equal(jobd_client_batch_wait(c, "b1", 1, &v, &err), -ECONNREFUSED);
     assert_int_equal(jobd_client_batch_cancel(c, "b1", &v, &err), -ECONNREFUSED);
+    assert_int_equal(jobd_client_nodes(c, &v, &err), -ECONNREFUSED);
+    assert_int_equal(jobd_client_node_get(c, "n1", &v, &err), -ECONNREFUSED);
+    assert_int_equal(jobd_client_node_drain(c, "n1", &v, &err), -ECONNREFUSED);
+    assert_int_equal(jobd_client_node_delete(c, "n1", &err), -ECONNREFUSED);
     assert_null(v);
     jobd_client_free(c);
 }

@@ -240,13 +240,14 @@ static void test_open_creates_schema(void **state) {
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(s, 0),
-                        "batches,jobs,jobs_batch,jobs_finished,jobs_name,jobs_seq,jobs_state,meta");
+                        "batches,jobs,jobs_batch,jobs_finished,jobs_name,jobs_seq,jobs_state,meta,"
+                        "nodes");
     sqlite3_finalize(s);
     assert_int_equal(
         sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema_version'", -1, &s, NULL),
         SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 1);
+    assert_int_equal(sqlite3_column_int(s, 0), 2);
     sqlite3_finalize(s);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
@@ -266,14 +267,159 @@ static void test_open_refuses_other_schema_version(void **state) {
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
     assert_int_equal(
-        sqlite3_exec(db, "UPDATE meta SET value=2 WHERE key='schema_version'", 0, 0, 0), SQLITE_OK);
+        sqlite3_exec(db, "UPDATE meta SET value=3 WHERE key='schema_version'", 0, 0, 0), SQLITE_OK);
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
     struct store *st = NULL;
     struct store_info info;
     char err[256] = "";
     assert_int_equal(store_open(f->dir, &st, &info, err, sizeof(err)), -EPROTONOSUPPORT);
     assert_null(st);
-    assert_non_null(strstr(err, "schema version 2"));
+    assert_non_null(strstr(err, "schema version 3"));
+}
+
+/* ---- worker nodes ---- */
+
+struct tnode {
+    struct store_op op;
+    sem_t done;
+    int status;
+};
+
+static void tnode_done(void *arg, int status) {
+    struct tnode *n = arg;
+    n->status = status;
+    sem_post(&n->done);
+}
+
+static int node_op(struct store *st, enum store_op_kind kind, const struct store_node *node) {
+    struct tnode n;
+    memset(&n, 0, sizeof(n));
+    n.op.kind = kind;
+    n.op.node = *node;
+    n.op.done = tnode_done;
+    n.op.arg = &n;
+    assert_int_equal(sem_init(&n.done, 0, 0), 0);
+    store_enqueue(st, &n.op);
+    while (sem_wait(&n.done) != 0)
+        assert_int_equal(errno, EINTR);
+    sem_destroy(&n.done);
+    return n.status;
+}
+
+struct node_list {
+    char ids[8][80];
+    char states[8][16];
+    char labels[8][80];
+    int capacity[8];
+    int n;
+};
+
+static int collect_node(void *arg, const struct store_node *n) {
+    struct node_list *l = arg;
+    assert_true(l->n < 8);
+    snprintf(l->ids[l->n], sizeof(l->ids[0]), "%s %s %s", n->id, n->url,
+             n->version ? n->version : "-");
+    snprintf(l->states[l->n], sizeof(l->states[0]), "%s", n->state);
+    snprintf(l->labels[l->n], sizeof(l->labels[0]), "%s", n->labels);
+    l->capacity[l->n++] = n->capacity;
+    return 0;
+}
+
+static void test_nodes_put_load_delete(void **state) {
+    struct fixture *f = *state;
+    struct store *st = open_store(f->dir, NULL);
+    struct store_node a = {"nb", "http://b:1", "{\"gpu\":\"yes\"}", "ready", "0.1.0", 4, 5};
+    struct store_node b = {"na", "http://a:1", "{}", "draining", NULL, 1, 6};
+    struct store_node bad = {"nc", NULL, "{}", "ready", NULL, 1, 7};
+    struct node_list l;
+
+    assert_int_equal(node_op(st, STORE_PUT_NODE, &a), 0);
+    assert_int_equal(node_op(st, STORE_PUT_NODE, &b), 0);
+    /* An incomplete row is refused on its own. */
+    assert_int_not_equal(node_op(st, STORE_PUT_NODE, &bad), 0);
+    a.state = "down";
+    a.capacity = 8;
+    assert_int_equal(node_op(st, STORE_PUT_NODE, &a), 0);
+    store_close(st);
+
+    st = open_store(f->dir, NULL);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(store_load_nodes(st, collect_node, &l), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.ids[0], "na http://a:1 -");
+    assert_string_equal(l.states[0], "draining");
+    assert_string_equal(l.ids[1], "nb http://b:1 0.1.0");
+    assert_string_equal(l.states[1], "down");
+    assert_string_equal(l.labels[1], "{\"gpu\":\"yes\"}");
+    assert_int_equal(l.capacity[1], 8);
+    assert_int_equal(node_op(st, STORE_DELETE_NODE, &b), 0);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(store_load_nodes(st, collect_node, &l), 0);
+    assert_int_equal(l.n, 1);
+    store_close(st);
+}
+
+static int remote_row(void *arg, const struct store_row *row) {
+    char *out = arg;
+    snprintf(out, 128, "%s %s %s", row->id, row->node ? row->node : "-",
+             row->remote_id ? row->remote_id : "-");
+    return 0;
+}
+
+static void test_remote_columns(void **state) {
+    struct fixture *f = *state;
+    struct store *st = open_store(f->dir, NULL);
+    struct tjob j;
+    char got[128] = "";
+
+    tjob_init(&j, 7, JOBD_RUNNING, 3, NULL, NULL, NULL);
+    j.op.row.node = "n1";
+    j.op.row.remote_id = "j42";
+    assert_int_equal(put_sync(st, &j), 0);
+    assert_int_equal(store_load_active(st, remote_row, got), 0);
+    assert_string_equal(got, "j7 n1 j42");
+    tjob_init(&j, 7, JOBD_QUEUED, 4, NULL, NULL, NULL);
+    assert_int_equal(put_sync(st, &j), 0);
+    assert_int_equal(store_load_active(st, remote_row, got), 0);
+    assert_string_equal(got, "j7 - -");
+    store_close(st);
+}
+
+/* A store made by a jobd before worker nodes (schema 1) is migrated, its jobs kept. */
+static void test_migrates_schema_1(void **state) {
+    struct fixture *f = *state;
+    sqlite3 *db = NULL;
+    char got[128] = "";
+    struct node_list l;
+
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER);"
+                     "CREATE TABLE jobs(num INTEGER PRIMARY KEY, id TEXT NOT NULL, state TEXT NOT "
+                     "NULL, seq INTEGER NOT NULL, priority INTEGER NOT NULL, name TEXT, batch "
+                     "TEXT, idem_key TEXT UNIQUE, created_ms INTEGER, finished_ms INTEGER, pid "
+                     "INTEGER, pid_start INTEGER, spec TEXT NOT NULL, doc TEXT NOT NULL, "
+                     "out_stdout BLOB, out_stderr BLOB);"
+                     "CREATE TABLE batches(num INTEGER PRIMARY KEY, id TEXT NOT NULL, name TEXT, "
+                     "concurrency INTEGER NOT NULL, total INTEGER NOT NULL, created_ms INTEGER "
+                     "NOT NULL);"
+                     "INSERT INTO meta VALUES ('schema_version', 1), ('last_num', 9), "
+                     "('last_seq', 9);"
+                     "INSERT INTO jobs(num, id, state, seq, priority, spec, doc) VALUES "
+                     "(9, 'j9', 'queued', 9, 0, '{}', '{}');",
+                     0, 0, 0),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    struct store_info info;
+    struct store *st = open_store(f->dir, &info);
+    assert_int_equal(info.last_num, 9);
+    assert_int_equal(store_load_active(st, remote_row, got), 0);
+    assert_string_equal(got, "j9 - -");
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(store_load_nodes(st, collect_node, &l), 0);
+    assert_int_equal(l.n, 0);
+    store_close(st);
 }
 
 static void test_put_get_replace_delete(void **state) {
@@ -1206,6 +1352,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_walk_stops_on_nonzero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_cost_does_not_grow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nodes_put_load_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_columns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_schema_1, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,7 @@
  *         jobd_client_wait(c, json_string_value(json_object_get(job, "id")), -1, &job, &err) == 0)
  *         ...;
  *
- * Jobs, pages, batches, tasks and health answers are the server's JSON
+ * Jobs, pages, batches, tasks, nodes and health answers are the server's JSON
  * documents, returned as jansson values (see tests/API_NOTES.md and
  * openapi/openapi.yaml for their fields).
  *
@@ -324,6 +324,40 @@ int jobd_client_batch_wait(struct jobd_client *c, const char *id, double timeout
  */
 int jobd_client_batch_cancel(struct jobd_client *c, const char *id, json_t **batch,
                              struct jobd_client_error *err);
+
+/*
+ * Worker nodes (the jobd processes that run a coordinator's `remote` jobs).
+ * A node document is the server's JSON object {"id":"n3f9a0c1d2e4b5a69",
+ * "url":"http://node-1:8081","state":"ready"|"draining"|"down",
+ * "labels":{...},"capacity":N,"running":N,"last_seen":"...",
+ * "registered_at":"...","version":null|"..."}. These calls need the users'
+ * token, as the job calls do; nodes register themselves (POST /v1/nodes,
+ * with the cluster token), which this library does not do.
+ */
+
+/* GET /v1/nodes: the *new* {"nodes":[node,...]} in *out (which may be NULL), in id order. */
+int jobd_client_nodes(struct jobd_client *c, json_t **out, struct jobd_client_error *err);
+
+/*
+ * GET /v1/nodes/{id}: the *new* node document in *node (which may be NULL).
+ * An unknown node is -EREMOTEIO, status 404.
+ */
+int jobd_client_node_get(struct jobd_client *c, const char *id, json_t **node,
+                         struct jobd_client_error *err);
+
+/*
+ * POST /v1/nodes/{id}/drain: the node gets no new jobs and finishes those
+ * it runs. On success the *new* node document (state "draining") is in
+ * *node, which may be NULL. An unknown node is status 404.
+ */
+int jobd_client_node_drain(struct jobd_client *c, const char *id, json_t **node,
+                           struct jobd_client_error *err);
+
+/*
+ * DELETE /v1/nodes/{id}: forget a node. A node that still runs jobs is
+ * -EREMOTEIO with status 409 (drain it and wait); an unknown one, 404.
+ */
+int jobd_client_node_delete(struct jobd_client *c, const char *id, struct jobd_client_error *err);
 
 /*
  * Helpers over a job document (borrowed). jobd_job_str returns a string
