@@ -341,6 +341,55 @@ class CoordinatorRestartTest(ClusterTestCase):
         j3 = c.submit({"command": ["echo", "after"]})
         self.assertEqual(c.wait_job(j3["id"])["node"], n.node_id)
 
+    def test_coordinator_kill9_during_dispatch(self):
+        # kill -9 while a burst of remote jobs is being dispatched: after the restart
+        # every acknowledged job runs, and none runs twice (README: "never started twice
+        # ... by a restart of the coordinator").
+        c = self.cluster()
+        nodes = [c.add_node(capacity=8, name="A"), c.add_node(capacity=8, name="B")]
+        runs = os.path.join(self.tmp, "runs")
+        ids = []
+        for rnd, delay in enumerate((0.0, 0.15)):
+            batch = [c.submit({"command": ["sh", "-c", "echo $0 >> %s; sleep 0.3" % runs, "tag-%d-%d" % (rnd, i)]})["id"]
+                     for i in range(20)]
+            ids += batch
+            time.sleep(delay)
+            self.restart_coordinator(c)
+        states = {}
+        for jid in ids:
+            d = c.wait_job(jid, 40)
+            states[d["state"]] = states.get(d["state"], 0) + 1
+            self.assertEqual(d["state"], "succeeded", d)
+            self.assertIn(d["node"], [n.node_id for n in nodes], d)
+        with open(runs) as f:
+            lines = f.read().splitlines()
+        want = sorted("tag-%d-%d" % (r, i) for r in range(2) for i in range(20))
+        self.assertEqual(sorted(lines), want, "each job ran exactly once across coordinator kills")
+        copies = sum(len(n.remote_copies(jid)) for n in nodes for jid in ids)
+        self.assertEqual(copies, len(ids), "one job on the nodes per job on the coordinator")
+
+    def test_coordinator_restart_with_a_dead_node(self):
+        # The coordinator and a node die together; the coordinator comes back, the node
+        # does not: it goes down after --node-timeout and its jobs are retried or lost.
+        c = self.cluster()
+        a = c.add_node({"pool": "x"}, name="A")
+        counter = os.path.join(self.tmp, "runs")
+        retried = c.submit({"shell": counted_shell(counter, "echo first; exec sleep 60"), "retries": 1,
+                            "retry_delay": 0.1})
+        lost = c.submit({"shell": "echo up; exec sleep 60"})
+        c.wait_running(retried["id"])
+        c.wait_running(lost["id"])
+        b = c.add_node({"pool": "x"}, name="B")
+        a.kill9()
+        kill_orphans(a)
+        self.restart_coordinator(c)
+        c.wait_node(a, "down", timeout=c.node_timeout + 8)
+        d = c.wait_job(retried["id"], 20)
+        self.assertEqual((d["state"], d["node"], d["attempts"]), ("succeeded", b.node_id, 2), d)
+        self.assertEqual(c.coord.output(retried["id"]), b"done2\n")
+        d = c.wait_job(lost["id"], 20)
+        self.assertEqual((d["state"], d["error"]), ("failed", "node lost"), d)
+
     def test_coordinator_kill9_nodes_stay_listed(self):
         c = self.cluster()
         a = c.add_node({"k": "v"}, capacity=3, name="A")
