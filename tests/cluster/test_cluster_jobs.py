@@ -149,6 +149,18 @@ class RemoteJobsTest(ClusterTestCase):
         other = self.a if node is self.b else self.b
         self.assertEqual(other.remote_copies(job["id"]), [])
 
+    def test_reserved_labels_are_the_coordinators(self):
+        # A spec that sets jobd.* labels itself cannot pass for another job or attempt on the node.
+        job = self.run_remote({"command": ["echo", "spoof"], "labels": {"jobd.job": "j999999", "jobd.attempt": "7",
+                                                                        "jobd.coordinator": "n0000000000000000"}})
+        self.assertEqual(job["state"], "succeeded", job)
+        node = self.c.by_id(job["node"])
+        copies = node.remote_copies(job["id"])
+        self.assertEqual(len(copies), 1, copies)
+        labels = copies[0]["labels"]
+        self.assertEqual((labels["jobd.job"], labels["jobd.attempt"], labels["jobd.coordinator"]),
+                         (job["id"], "1", self.c.coord.instance_id()), labels)
+
     def test_remote_command_exit_code(self):
         job = self.run_remote({"shell": "echo partial; echo oops >&2; exit 3"})
         self.assertEqual(job["state"], "failed", job)

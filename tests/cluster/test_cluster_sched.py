@@ -168,6 +168,61 @@ class CapacityTest(ClusterTestCase):
             self.assertEqual(c.wait_job(i)["state"], "succeeded")
 
 
+class OrderTest(ClusterTestCase):
+    def test_priority_order_on_a_full_node(self):
+        # One node of capacity 1, busy: queued remote jobs go to it in priority order
+        # (then first come first served), as local jobs do.
+        c = self.cluster()
+        c.add_node(capacity=1, name="A")
+        gate = os.path.join(self.tmp, "gate")
+        order = os.path.join(self.tmp, "order")
+        blocker = c.submit({"shell": gated_shell(gate)})
+        c.wait_running(blocker["id"])
+        plan = [("low", -5), ("mid1", 0), ("high1", 10), ("mid2", 0), ("high2", 10), ("top", 100),
+                ("bottom", -100)]
+        ids = []
+        for name, prio in plan:
+            job = c.submit({"shell": "echo %s >> %s" % (name, order), "priority": prio, "name": name})
+            self.assertEqual(job["state"], "queued", job)
+            ids.append(job["id"])
+        time.sleep(0.2)
+        open_gate(gate)
+        for i in [blocker["id"]] + ids:
+            self.assertEqual(c.wait_job(i, 20)["state"], "succeeded")
+        with open(order) as f:
+            ran = f.read().split()
+        self.assertEqual(ran, ["top", "high1", "high2", "mid1", "mid2", "low", "bottom"])
+
+    def test_selector_values_any_text(self):
+        # Label values with quotes, backslashes, newlines and non-ASCII: matched exactly,
+        # and the `waiting` text that quotes them is still valid JSON.
+        val = "va\"l\\ue \u2603 {x}"
+        c = self.cluster()
+        job = c.submit({"command": ["echo", "odd"], "node_selector": {"k": val}})
+        time.sleep(0.3)
+        r = c.coord.request("GET", "/v1/jobs/%s" % job["id"])
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNotNone(r.json, "the job document is JSON: %r" % r.body[:300])
+        self.assertIsInstance(r.json.get("waiting"), str, r.json)
+        self.assertEqual(r.json["node_selector"], {"k": val})
+        c.add_node({"k": val + "x"}, name="near-miss")
+        n = c.add_node({"k": val}, name="exact")
+        done = c.wait_job(job["id"])
+        self.assertEqual((done["state"], done["node"]), ("succeeded", n.node_id), done)
+
+    def test_remote_batch(self):
+        c = self.cluster()
+        a = c.add_node(name="A")
+        r = c.coord.request("POST", "/v1/batches", {"jobs": [
+            {"command": ["echo", "b%d" % i], "executor": "remote"} for i in range(3)]})
+        self.assertEqual(r.status, 201, r)
+        ids = r.json["jobs"]
+        for i, jid in enumerate(ids):
+            d = c.wait_job(jid)
+            self.assertEqual((d["state"], d["node"], d["batch"]), ("succeeded", a.node_id, r.json["id"]), d)
+            self.assertEqual(c.coord.output(jid), b"b%d\n" % i)
+
+
 class NodeOptionsTest(ClusterTestCase):
     def test_explicit_advertise(self):
         c = self.cluster()
