@@ -262,6 +262,25 @@ class JoinTest(ClusterTestCase):
             j.close()
         self.assertEqual(c.list_nodes(), [])
 
+    def test_refused_configurations_exit_2(self):
+        cases = [
+            # node options without --join
+            (["--label", "a=b"], {"JOBD_CLUSTER_TOKEN": CLUSTER_TOKEN}, None),
+            (["--capacity", "2"], {"JOBD_CLUSTER_TOKEN": CLUSTER_TOKEN}, None),
+            (["--advertise", "http://127.0.0.1:1"], {"JOBD_CLUSTER_TOKEN": CLUSTER_TOKEN}, None),
+            # the cluster token must not be the users' token
+            ([], {"JOBD_CLUSTER_TOKEN": USER_TOKEN}, USER_TOKEN),
+        ]
+        for args, env, token in cases:
+            j = self.track(Member(*args, env=env, token=token, start=False))
+            j.spawn()
+            rc = j.wait_exit(10)
+            self.assertEqual(rc, 2, "jobd %s %s: exit status %r; log:\n%s" % (
+                " ".join(args), "(same tokens)" if token else "", rc, j.log()[-1000:]))
+            self.assertTrue(j.log().strip())
+            self.assertNotIn(USER_TOKEN, j.log(), "a token in jobd's message")
+            j.close()
+
     def test_coordinator_without_cluster_token(self):
         j = self.track(Member(env={"JOBD_CLUSTER_TOKEN": None}, token=USER_TOKEN, start=False))
         j.start()
