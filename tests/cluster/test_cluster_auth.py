@@ -302,6 +302,20 @@ class JoinTest(ClusterTestCase):
         self.assertEqual(done["state"], "succeeded", done)
         self.assertEqual(c.coord.output(job["id"]), b"hi\n")
 
+    def test_open_coordinator_still_guards_registration(self):
+        # A coordinator without a users' token (loopback, open API) still wants the
+        # cluster token to register a node.
+        c = self.cluster(user_token=None)
+        n = c.add_node(name="A")
+        r = c.coord.request("GET", "/v1/nodes")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([d["id"] for d in r.json["nodes"]], [n.node_id])
+        for tok in (None, "nope", USER_TOKEN):
+            r = c.coord.request("POST", "/v1/nodes", reg("open-1"), headers=bearer(tok))
+            self.assertProblem(r, 401, msg="POST /v1/nodes on an open coordinator with bearer %r" % (tok and tok[:8]))
+        job = c.submit({"command": ["echo", "open"]})
+        self.assertEqual(c.wait_job(job["id"])["node"], n.node_id)
+
     def test_token_from_file_and_env(self):
         c = self.cluster(token_via="file")
         a = c.add_node(token_via="file", name="file")

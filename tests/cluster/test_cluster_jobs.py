@@ -92,6 +92,20 @@ class RemoteJobsTest(ClusterTestCase):
             self.assertGreater(parse_time(d["last_seen"]), before[d["id"]], "no heartbeat from %s" % d)
             self.assertEqual(d["state"], "ready", d)
 
+    def test_idle_nodes_never_seem_down(self):
+        # Idle nodes (nothing to poll but the blocking query, which waits) stay ready over
+        # several node timeouts, and last_seen never lags by more than a node timeout.
+        end = time.monotonic() + 2.5 * self.c.node_timeout
+        worst = 0.0
+        while time.monotonic() < end:
+            t_now = time.time()
+            for d in self.c.list_nodes():
+                self.assertEqual(d["state"], "ready", d)
+                worst = max(worst, t_now - parse_time(d["last_seen"]))
+            time.sleep(0.1)
+        self.assertLess(worst, self.c.node_timeout, "last_seen lagged %.2fs" % worst)
+        clustertest.note("largest last_seen lag of idle nodes: %.2fs", worst)
+
     def test_unknown_node_404(self):
         c = self.c.coord
         for method, path in (("GET", "/v1/nodes/nope"), ("POST", "/v1/nodes/nope/drain"),
