@@ -1,8 +1,12 @@
 /*
- * api_events.c: GET /v1/events, a server-sent-events stream of job changes.
+ * api_events.c: GET /v1/events, a server-sent-events stream of job and node
+ * changes.
  *
  * Each published change of a job is one event: `id` is the change's seq,
- * `event` is "job", `data` the job document. A client that reconnects with
+ * `event` is "job", `data` the job document. A change of a worker node
+ * (joined, drained, down, back, forgotten) takes a seq too and is an event
+ * "node" with the node document (or "node_deleted" with {"id"}); the last
+ * few hundred of those are kept in memory, not in the store. A client that reconnects with
  * `Last-Event-ID: N` (or `?since=N`) gets every job changed after N, in
  * change order, then the live stream: the events are read from the store
  * with the same query as GET /v1/jobs?since=, so nothing is missed between
@@ -13,6 +17,7 @@
  * scheduler watch in it wakes the request when a change is published.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,21 +65,106 @@ static int append(struct events_req *er, const char *s, size_t n) {
     return 0;
 }
 
-static int add_row(void *arg, const struct store_row *row) {
-    struct events_req *er = arg;
+static int add_event(struct events_req *er, int64_t seq, const char *kind, const char *doc) {
     char head[64];
-    int n = snprintf(head, sizeof head, "id: %lld\nevent: job\ndata: ", (long long)row->seq);
+    int n = snprintf(head, sizeof head, "id: %lld\nevent: %s\ndata: ", (long long)seq, kind);
 
-    if (append(er, head, (size_t)n) < 0 || append(er, row->doc, strlen(row->doc)) < 0 ||
+    if (append(er, head, (size_t)n) < 0 || append(er, doc, strlen(doc)) < 0 ||
         append(er, "\n\n", 2) < 0)
         return -ENOMEM;
-    er->since = row->seq;
+    er->since = seq;
     return 0;
+}
+
+/* Node changes of one refill, merged into the job changes by seq. */
+struct node_evs {
+    int64_t seq[EVENTS_BATCH];
+    char *doc[EVENTS_BATCH];
+    bool deleted[EVENTS_BATCH];
+    size_t n, next;
+};
+
+static int copy_node_event(void *arg, int64_t seq, bool deleted, const char *doc) {
+    struct node_evs *ne = arg;
+
+    if (ne->n == EVENTS_BATCH)
+        return 1; /* the rest comes with the next refill */
+    ne->doc[ne->n] = strdup(doc);
+    if (!ne->doc[ne->n])
+        return -ENOMEM;
+    ne->seq[ne->n] = seq;
+    ne->deleted[ne->n++] = deleted;
+    return 0;
+}
+
+/* Emit the node changes numbered before `seq`. */
+static int flush_nodes(struct events_req *er, struct node_evs *ne, int64_t seq) {
+    for (; ne->next < ne->n && ne->seq[ne->next] < seq; ne->next++) {
+        size_t i = ne->next;
+        if (add_event(er, ne->seq[i], ne->deleted[i] ? "node_deleted" : "node", ne->doc[i]) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+struct refill {
+    struct events_req *er;
+    struct node_evs *ne;
+    int64_t upto; /* rows after this seq wait for the next refill */
+    int rows;
+};
+
+static int add_row(void *arg, const struct store_row *row) {
+    struct refill *r = arg;
+
+    if (row->seq > r->upto)
+        return 1;
+    r->rows++;
+    if (flush_nodes(r->er, r->ne, row->seq) < 0)
+        return -ENOMEM;
+    return add_event(r->er, row->seq, "job", row->doc);
+}
+
+/*
+ * Fill er->buf with the changes after er->since and up to `pub` (the last
+ * published: a change numbered after it may be published before one
+ * numbered before it is), job rows from the store and node changes from the
+ * scheduler, in seq order. Return 0 or a negative errno.
+ */
+static int refill(struct events_req *er, int64_t pub) {
+    struct node_evs *ne = calloc(1, sizeof *ne);
+    struct refill r = {er, ne, pub, 0};
+    struct store_query q;
+    int rc;
+
+    if (!ne)
+        return -ENOMEM;
+    rc = sched_node_events(er->s, er->since, pub, copy_node_event, ne);
+    if (rc == 1) /* more node changes than one refill takes: stop the rows where they stop */
+        r.upto = ne->seq[ne->n - 1];
+    if (rc >= 0) {
+        memset(&q, 0, sizeof q);
+        q.by_seq = true;
+        q.since_seq = er->since;
+        q.limit = EVENTS_BATCH;
+        rc = store_query(er->st, &q, add_row, &r);
+        if (rc == -ENOENT)
+            rc = 0;
+    }
+    /*
+     * A full page of rows may have more after it: the node changes numbered
+     * after its last row wait. Otherwise every node change taken is due.
+     */
+    if (rc >= 0 && (rc == 1 || r.rows < EVENTS_BATCH) && flush_nodes(er, ne, INT64_MAX) < 0)
+        rc = -ENOMEM;
+    for (size_t i = 0; i < ne->n; i++)
+        free(ne->doc[i]);
+    free(ne);
+    return rc < 0 ? rc : 0;
 }
 
 static ssize_t events_read(struct http_req *req, void *arg, uint64_t pos, char *out, size_t max) {
     struct events_req *er = arg;
-    struct store_query q;
     int64_t now;
     int rc;
 
@@ -84,11 +174,7 @@ static ssize_t events_read(struct http_req *req, void *arg, uint64_t pos, char *
             /* Arm first, then look: a change published in between wakes us. */
             int64_t pub = sched_published_seq(er->s);
             rc = sched_watch_seq(er->s, &er->watch, er->since);
-            memset(&q, 0, sizeof q);
-            q.by_seq = true;
-            q.since_seq = er->since;
-            q.limit = EVENTS_BATCH;
-            if (store_query(er->st, &q, add_row, er) < 0)
+            if (refill(er, pub) < 0)
                 return -1;
             if (er->len > 0 || rc == 0)
                 break;

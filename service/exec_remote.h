@@ -83,10 +83,7 @@ struct exec_remote_run {
 };
 
 struct exec_remote_callbacks {
-    /*
-     * The node accepted the attempt: its id there and the node's document
-     * of it (borrowed for the call).
-     */
+    /* The node accepted the attempt: its id there (borrowed for the call). */
     void (*dispatched)(void *ctx, int64_t num, int attempt, const char *remote_id);
     /* As exec_callbacks.output: a stream grew (data: all of it while small, else NULL). */
     void (*output)(void *ctx, int64_t num, int attempt, int stream, int64_t readable,
@@ -114,12 +111,22 @@ int exec_remote_create(const struct exec_remote_config *cfg, const struct exec_r
  */
 void exec_remote_set_node(struct exec_remote *er, const char *node_id, const char *url);
 
-/* Dispatch an attempt (thread-safe). Return 0, -ENOMEM, or -ESHUTDOWN. */
+/*
+ * Dispatch an attempt (thread-safe). Return 0, -EINVAL (no node id, no
+ * spec), -ENOMEM, or -ESHUTDOWN. The POST waits until the node's first poll
+ * has answered (its seq is known), so no change of the attempt is missed. A
+ * node not told about with exec_remote_set_node is learnt from run->node_url.
+ * Starting a job number whose earlier attempt was not abandoned abandons it.
+ */
 int exec_remote_start(struct exec_remote *er, const struct exec_remote_run *run);
 
 /*
  * Follow an attempt that was already dispatched (its remote id is known),
- * after a restart of this jobd. Output is copied again from offset 0.
+ * after a restart of this jobd. Output is copied again from offset 0. Return
+ * as exec_remote_start (-EINVAL also for a remote id that is not 1..63 of
+ * [A-Za-z0-9._-]). If the node no longer has the job, `refused` reports it
+ * with status 404. Call it for every attempt to follow before telling the
+ * executor about their nodes, or a poll may fence (cancel) one of them.
  */
 int exec_remote_resume(struct exec_remote *er, const struct exec_remote_run *run);
 
@@ -132,7 +139,11 @@ void exec_remote_cancel(struct exec_remote *er, int64_t num);
  */
 void exec_remote_abandon(struct exec_remote *er, int64_t num, int attempt);
 
-/* Stop: abort every transfer (attempts stay running on their nodes) and refuse new ones. */
+/*
+ * Stop: abort every transfer (attempts stay running on their nodes) and refuse
+ * new ones. When called from another thread than the executor's, it returns
+ * once the executor has dropped everything: no callback follows.
+ */
 void exec_remote_stop(struct exec_remote *er);
 
 /* Join the thread and free. */
@@ -176,9 +187,11 @@ void exec_remote_doc_free(struct exec_remote_doc *d);
 
 /*
  * Parse the body of a node's answer to a list or blocking query
- * ({"jobs":[...],"seq":N}). Calls fn for each usable job document (skipping
- * unusable ones) and sets *seq. Return 0, or -EINVAL when the body is not
- * such an answer at all.
+ * ({"jobs":[...],"seq":N}). Sets *seq, then calls fn (unless NULL) for each
+ * usable job document (skipping unusable ones; the document is borrowed for
+ * the call); a non-zero return of fn stops the walk and is returned. Return
+ * 0, or -EINVAL when the body is not such an answer at all (then fn is never
+ * called and *seq is unchanged).
  */
 int exec_remote_parse_list(const char *body, size_t len, const char *coordinator_id,
                            int (*fn)(void *arg, const struct exec_remote_doc *d), void *arg,

@@ -43,6 +43,7 @@
 #define RETENTION_EVERY_MS 60000  /* how often ended jobs are swept */
 #define RETENTION_BATCH    1000   /* jobs removed per sweep step */
 #define DOC_CACHE          4096   /* documents of recently ended jobs kept in memory */
+#define NODE_EVENTS        256    /* recent node changes kept for GET /v1/events */
 
 /* A priority queue of ready jobs: highest priority first, then the oldest. */
 struct jheap {
@@ -202,6 +203,13 @@ struct sched {
     char instance_id[64];
     struct node *nodes;      /* in id order */
     int64_t next_node_check; /* mono ms */
+    /* The latest node changes, oldest first from node_ev_next (a ring), for /v1/events. */
+    struct {
+        int64_t seq;
+        char *doc; /* NULL: an empty slot */
+        bool deleted;
+    } node_ev[NODE_EVENTS];
+    size_t node_ev_next;
 
     int64_t last_num, last_seq, pub_seq;
     struct job **table; /* by num, chained */
@@ -1646,6 +1654,7 @@ static void on_node_seen(void *ctx, const char *node_id) {
 struct node_op {
     struct store_op op;
     struct sched *s;
+    char *doc; /* the node's document at this change (the event) */
     char *labels;
     char id[EXEC_REMOTE_NODE_ID_MAX + 1];
     char *url, *version;
@@ -1658,22 +1667,48 @@ static void node_op_done(void *arg, int status) {
     if (status != 0)
         log_error("scheduler: node %s not stored: %s", no->id, store_strerror(status));
     pthread_mutex_lock(&s->lock);
+    /*
+     * Published like a job's change: the store commits in order, so every
+     * change numbered before this one is published by now.
+     */
+    if (no->doc) {
+        size_t i = s->node_ev_next;
+        free(s->node_ev[i].doc);
+        s->node_ev[i].seq = no->op.row.seq;
+        s->node_ev[i].doc = no->doc;
+        s->node_ev[i].deleted = no->op.kind == STORE_DELETE_NODE;
+        no->doc = NULL;
+        s->node_ev_next = (i + 1) % NODE_EVENTS;
+    }
+    if (no->op.row.seq > s->pub_seq)
+        s->pub_seq = no->op.row.seq;
+    fire_all(s, &s->global_watches);
     s->pending--;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+    free(no->doc);
     free(no->labels);
     free(no->url);
     free(no->version);
     free(no);
 }
 
-/* Store the node as it is now (or its removal). Lock held. */
+static json_t *node_doc(const struct node *n);
+
+/* Store the node as it is now (or its removal), a change with a seq of its own. Lock held. */
 static void persist_node(struct sched *s, const struct node *n, bool remove, bool durable) {
     struct node_op *no = calloc(1, sizeof *no);
+    json_t *doc = remove ? json_pack("{s:s}", "id", n->id) : node_doc(n);
 
-    if (!no)
+    if (doc && no)
+        no->doc = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (!no || !no->doc) {
+        free(no);
         goto oom;
+    }
     no->s = s;
+    no->op.row.seq = ++s->last_seq;
     snprintf(no->id, sizeof no->id, "%s", n->id);
     no->op.kind = remove ? STORE_DELETE_NODE : STORE_PUT_NODE;
     no->op.node.id = no->id;
@@ -1682,6 +1717,7 @@ static void persist_node(struct sched *s, const struct node *n, bool remove, boo
         no->url = strdup(n->url);
         no->version = n->version ? strdup(n->version) : NULL;
         if (!no->labels || !no->url || (n->version && !no->version)) {
+            free(no->doc);
             free(no->labels);
             free(no->url);
             free(no->version);
@@ -1847,6 +1883,20 @@ out:
     return rc;
 }
 
+int sched_node_events(struct sched *s, int64_t after, int64_t upto,
+                      int (*fn)(void *arg, int64_t seq, bool deleted, const char *doc), void *arg) {
+    int rc = 0;
+
+    pthread_mutex_lock(&s->lock);
+    for (size_t k = 0; k < NODE_EVENTS && rc == 0; k++) {
+        size_t i = (s->node_ev_next + k) % NODE_EVENTS;
+        if (s->node_ev[i].doc && s->node_ev[i].seq > after && s->node_ev[i].seq <= upto)
+            rc = fn(arg, s->node_ev[i].seq, s->node_ev[i].deleted, s->node_ev[i].doc);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 int sched_nodes_list(struct sched *s, json_t **arr) {
     json_t *a = json_array();
     int rc = a ? 0 : -ENOMEM;
@@ -1946,9 +1996,8 @@ static int load_node(void *arg, const struct store_node *sn) {
         log_error("scheduler: stored node %s is unreadable; it must register again", sn->id);
         return 0;
     }
+    /* The remote executor hears of it after recovery (see sched_start). */
     node_insert(s, n);
-    if (s->remote)
-        exec_remote_set_node(s->remote, n->id, n->url);
     return 0;
 }
 
@@ -2600,6 +2649,12 @@ int sched_start(struct sched *s) {
         log_error("scheduler: cannot load jobs from the store: %s", strerror(-rc));
         return rc;
     }
+    /*
+     * Only now poll the nodes: every remote attempt under way has been
+     * resumed, so a first answer cannot mistake one for an abandoned attempt.
+     */
+    for (struct node *n = s->nodes; n && s->remote; n = n->next)
+        exec_remote_set_node(s->remote, n->id, n->url);
     if (s->queued || s->table_count)
         log_info("scheduler: recovered %zu active jobs (%d queued)", s->table_count, s->queued);
     s->next_retention = jobd_mono_ms() + 1000;
@@ -2685,6 +2740,8 @@ void sched_destroy(struct sched *s) {
         s->nodes = n->next;
         node_free(n);
     }
+    for (size_t i = 0; i < NODE_EVENTS; i++)
+        free(s->node_ev[i].doc);
     for (size_t i = 0; i < s->batches_size; i++) {
         while (s->batches[i])
             batch_free(s, s->batches[i]);

@@ -177,6 +177,16 @@ struct sched_node_reg {
 int sched_node_register(struct sched *s, const struct sched_node_reg *r, json_t **doc,
                         bool *created);
 
+/*
+ * Node changes (a node joined, changed, went down or came back, was drained
+ * or forgotten) take a change number (seq) like job changes. Call fn, in seq
+ * order, for each of the last few hundred with after < seq <= upto: its
+ * document, or {"id"} when it was forgotten (deleted). fn runs with the
+ * scheduler lock held: it must only copy. Return 0 or fn's non-zero.
+ */
+int sched_node_events(struct sched *s, int64_t after, int64_t upto,
+                      int (*fn)(void *arg, int64_t seq, bool deleted, const char *doc), void *arg);
+
 /* Every node's document, in id order (*arr a new array). Return 0 or -ENOMEM. */
 int sched_nodes_list(struct sched *s, json_t **arr);
 

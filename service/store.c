@@ -798,7 +798,9 @@ static int write_batch(struct store *st, struct store_op *batch) {
     size_t i = 0;
     bool has_delete = false;
     for (struct store_op *op = batch; op != NULL; op = op->next, i++) {
-        has_delete |= op->kind == STORE_DELETE;
+        /* Node rows hold no seq column: their change numbers live in meta alone. */
+        has_delete |=
+            op->kind == STORE_DELETE || op->kind == STORE_PUT_NODE || op->kind == STORE_DELETE_NODE;
         if (op->skipped) {
             st->status[i] = 0;
             continue;
@@ -809,6 +811,8 @@ static int write_batch(struct store *st, struct store_op *batch) {
             continue;
         }
         rc = apply_op(st, op, &maxnum, &maxseq);
+        if (rc == SQLITE_DONE && (op->kind == STORE_PUT_NODE || op->kind == STORE_DELETE_NODE))
+            maxseq = op->row.seq > maxseq ? op->row.seq : maxseq;
         if (rc == SQLITE_DONE) {
             st->status[i] = 0;
         } else if (row_error(rc)) {

@@ -93,7 +93,8 @@ struct store_op {
     enum store_op_kind kind;
     struct store_row row;
     struct store_batch batch; /* STORE_PUT_BATCH only */
-    struct store_node node;   /* STORE_PUT_NODE, STORE_DELETE_NODE only */
+    struct store_node node;   /* STORE_PUT_NODE, STORE_DELETE_NODE only (with row.seq: the
+                                 change number of the node's change, kept in meta) */
     bool retry;
     /*
      * The commit that holds this operation waits for the disk (fsync):

@@ -25,7 +25,7 @@ target_compile_options(jobd_fuzz_checks PRIVATE ${JOBD_FUZZ_SAN})
 target_link_libraries(jobd_fuzz_checks PUBLIC jobd_service)
 target_include_directories(jobd_fuzz_checks PUBLIC ${JOBD_FUZZ_DIR})
 
-set(JOBD_FUZZ_TARGETS fuzz_spec fuzz_batch fuzz_route fuzz_output)
+set(JOBD_FUZZ_TARGETS fuzz_spec fuzz_batch fuzz_route fuzz_output fuzz_node)
 foreach(t ${JOBD_FUZZ_TARGETS})
   add_executable(${t} ${JOBD_FUZZ_DIR}/${t}.c)
   target_compile_options(${t} PRIVATE -fsanitize=fuzzer ${JOBD_FUZZ_SAN})

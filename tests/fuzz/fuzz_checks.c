@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "exec_remote.h"
 #include "http.h"
 #include "jobd/spec.h"
 #include "jobd/util.h"
@@ -704,4 +705,159 @@ out:
     if (empty_dir(dir) != 0)
         rc = -1;
     return rc;
+}
+
+/* ---- node answers ------------------------------------------------------- */
+
+#define NODE_COORD "n00000000000000aa"
+
+/* Whether s (cap bytes of storage) is NUL-terminated within cap. */
+static bool bounded(const char *s, size_t cap) {
+    return memchr(s, '\0', cap) != NULL;
+}
+
+/* The properties of one accepted node document. */
+static int node_doc_ok(const struct exec_remote_doc *d) {
+    int rc = 0;
+    const struct exec_result *r = &d->res;
+    json_t *v = NULL;
+
+    if (!bounded(d->remote_id, sizeof d->remote_id) || d->remote_id[0] == '\0')
+        FAIL("node: empty or unterminated remote id");
+    for (const char *p = d->remote_id; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p))
+            FAIL("node: remote id \"%s\" is not safe in a URL path", d->remote_id);
+    if (strcmp(d->remote_id, ".") == 0 || strcmp(d->remote_id, "..") == 0)
+        FAIL("node: remote id \"%s\" is a path step", d->remote_id);
+    if ((int)d->state < 0 || d->state >= JOBD_STATE_COUNT)
+        FAIL("node: state %d out of range", (int)d->state);
+    if (d->seq < 0 || d->attempt < 0)
+        FAIL("node: negative seq %lld or attempt %d", (long long)d->seq, d->attempt);
+    if (!bounded(d->job_id, sizeof d->job_id) || !utf8_ok(d->job_id))
+        FAIL("node: job label unterminated or not UTF-8");
+    if (!bounded(r->error, sizeof r->error) || !utf8_ok(r->error))
+        FAIL("node: error unterminated or not UTF-8");
+    if (r->result_json != d->result_json)
+        FAIL("node: res.result_json does not point at the doc's result");
+    if (!jobd_state_is_final(d->state)) {
+        if (d->result_json)
+            FAIL("node: a result for a job that has not ended");
+        goto out;
+    }
+    if (d->result_json) {
+        v = json_loads(d->result_json, JSON_DECODE_ANY, NULL);
+        if (!v || json_is_null(v))
+            FAIL("node: result \"%.40s\" is not a JSON value", d->result_json);
+    }
+    if (r->exit_code < -1 || r->exit_code > 255 || r->signal < 0 || r->signal > 64)
+        FAIL("node: exit code %d or signal %d out of range", r->exit_code, r->signal);
+    if (r->started_ms < 0 || r->finished_ms < 0 || r->out_total[0] < 0 || r->out_total[1] < 0)
+        FAIL("node: negative time or size");
+    switch (d->state) {
+    case JOBD_SUCCEEDED:
+        if (r->end != EXEC_EXITED || r->exit_code != 0 || r->signal != 0)
+            FAIL("node: succeeded is not an exit with code 0");
+        break;
+    case JOBD_FAILED:
+        if (r->end == EXEC_EXITED && r->exit_code <= 0 && r->signal == 0)
+            FAIL("node: failed reported as a clean exit");
+        if (r->end == EXEC_START_FAILED && (r->error[0] == '\0' || r->exit_code != -1))
+            FAIL("node: a start failure without a reason");
+        if (r->end != EXEC_EXITED && r->end != EXEC_START_FAILED)
+            FAIL("node: failed reported as %d", (int)r->end);
+        break;
+    case JOBD_TIMED_OUT:
+        if (r->end != EXEC_TIMED_OUT)
+            FAIL("node: timed_out reported as %d", (int)r->end);
+        break;
+    default:
+        if (r->end != EXEC_CANCELLED)
+            FAIL("node: cancelled reported as %d", (int)r->end);
+        break;
+    }
+out:
+    json_decref(v);
+    return rc;
+}
+
+struct node_walk {
+    int n, bad;
+};
+
+static int node_walk_fn(void *arg, const struct exec_remote_doc *d) {
+    struct node_walk *w = arg;
+    w->n++;
+    if (node_doc_ok(d) != 0)
+        w->bad++;
+    return 0;
+}
+
+int fuzz_check_node(const uint8_t *data, size_t size) {
+    struct node_walk w = {0, 0};
+    struct exec_remote_doc d;
+    int64_t seq = -7;
+    json_t *root = NULL, *jobs, *el, *labels;
+    char *spec = NULL;
+    json_t *sj = NULL;
+    int lrc, accepted = 0, rc = 0;
+    size_t i;
+
+    lrc = exec_remote_parse_list((const char *)data, size, NODE_COORD, node_walk_fn, &w, &seq);
+    if (lrc != 0 && lrc != -EINVAL)
+        FAIL("node: parse_list returned %d", lrc);
+    if (lrc == -EINVAL && (seq != -7 || w.n != 0))
+        FAIL("node: a refused list set seq or yielded documents");
+    if (lrc == 0 && seq < 0)
+        FAIL("node: a list with seq %lld", (long long)seq);
+    if (w.bad)
+        goto out_fail;
+
+    root = json_loadb((const char *)data, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+    if (!root)
+        goto out;
+    if (exec_remote_parse_doc(root, NODE_COORD, &d) == 0 && node_doc_ok(&d) != 0) {
+        exec_remote_doc_free(&d);
+        goto out_fail;
+    }
+    exec_remote_doc_free(&d);
+    jobs = json_object_get(root, "jobs");
+    json_array_foreach(jobs, i, el) {
+        int r = exec_remote_parse_doc(el, NODE_COORD, &d);
+        exec_remote_doc_free(&d);
+        if (r == 0)
+            accepted++;
+        else if (r != -EINVAL)
+            FAIL("node: parse_doc returned %d", r);
+    }
+    if (lrc == 0 && accepted != w.n)
+        FAIL("node: the list yielded %d documents, parse_doc accepts %d", w.n, accepted);
+
+    /* The spec rewrite, on any object. */
+    if (json_is_object(root)) {
+        spec = exec_remote_node_spec(root, NODE_COORD, "j1z", 12);
+        sj = spec ? json_loads(spec, JSON_REJECT_DUPLICATES, NULL) : NULL;
+        if (!sj)
+            FAIL("node: node_spec gave no JSON object");
+        labels = json_object_get(sj, "labels");
+        if (!json_is_object(labels) ||
+            strcmp(json_string_value(json_object_get(labels, "jobd.coordinator")) ?: "",
+                   NODE_COORD) != 0 ||
+            strcmp(json_string_value(json_object_get(labels, "jobd.job")) ?: "", "j1z") != 0 ||
+            strcmp(json_string_value(json_object_get(labels, "jobd.attempt")) ?: "", "12") != 0)
+            FAIL("node: node_spec labels are wrong");
+        if (json_object_get(sj, "node_selector") || json_object_get(sj, "retries") ||
+            json_object_get(sj, "retry_delay") || json_object_get(sj, "retry_exit_codes"))
+            FAIL("node: node_spec kept a coordinator-only field");
+        el = json_object_get(sj, "executor");
+        if (json_is_string(el) && strcmp(json_string_value(el), "remote") == 0)
+            FAIL("node: node_spec kept executor remote");
+    }
+out:
+    free(spec);
+    json_decref(sj);
+    json_decref(root);
+    return rc;
+out_fail:
+    rc = -1;
+    goto out;
 }

@@ -49,4 +49,17 @@ int fuzz_check_route(const uint8_t *data, size_t size);
  */
 int fuzz_check_output(const char *dir, const uint8_t *data, size_t size);
 
+/*
+ * The bytes as a worker node's answer (service/exec_remote.c): through
+ * exec_remote_parse_list as a list or blocking-query body, and through
+ * exec_remote_parse_doc as one job document (and each element of its
+ * "jobs"). Every document accepted must be safe to act on: a remote id that
+ * is safe in a URL path, a state in range, bounded NUL-terminated strings
+ * in valid UTF-8, a result that is JSON, an outcome consistent with the
+ * state. The list must yield exactly the elements parse_doc accepts. An
+ * object also goes through exec_remote_node_spec, whose output must carry
+ * the three labels and none of the dropped fields.
+ */
+int fuzz_check_node(const uint8_t *data, size_t size);
+
 #endif

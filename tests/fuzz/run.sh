@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
 BUILD=build-fuzz
-ALL="fuzz_spec fuzz_batch fuzz_route fuzz_output"
+ALL="fuzz_spec fuzz_batch fuzz_route fuzz_output fuzz_node"
 TARGETS=${*:-$ALL}
 
 if ! command -v clang >/dev/null; then
@@ -47,6 +47,7 @@ dict_of() {
     fuzz_spec) echo tests/fuzz/spec.dict ;;
     fuzz_batch) echo tests/fuzz/batch.dict ;;
     fuzz_route) echo tests/fuzz/route.dict ;;
+    fuzz_node) echo tests/fuzz/node.dict ;;
     *) echo "" ;;
   esac
 }

@@ -2,6 +2,7 @@
 """Integration tests of GET /v1/events (server-sent events of job changes)
 and of the metrics that count what happened."""
 
+import json
 import os
 import sys
 import time
@@ -109,6 +110,67 @@ class EventsTest(JobdTestCase):
         self.assertIn("jobd_store_commit_seconds_count", text)
         self.assertIn("jobd_job_duration_seconds_bucket", text)
         self.assertIsNotNone(r.headers.get("X-Request-Id"))
+
+
+class NodeEventsTest(JobdTestCase):
+    """On a coordinator, node changes are events too (numbered with job changes), and
+    /metrics and /healthz count nodes by state."""
+
+    def test_node_changes_are_events_in_seq_order(self):
+        j = self.start_jobd("--node-timeout", "1", env={"JOBD_CLUSTER_TOKEN": "cluster-secret"})
+        conn, resp = j.stream("GET", "/v1/events?since=0", timeout=15)
+        try:
+            job = j.submit({"command": ["true"]}, wait=10)
+            r = j.request("POST", "/v1/nodes",
+                          {"id": "ev-node", "url": "http://127.0.0.1:9", "capacity": 1},
+                          headers={"Authorization": "Bearer cluster-secret"})
+            self.assertEqual(r.status, 201, r)
+            r = j.request("POST", "/v1/nodes/ev-node/drain")
+            self.assertEqual(r.status, 202, r)
+            # Nothing answers on port 9: the node goes down after --node-timeout.
+            evs = read_events(resp, lambda e: any('"state":"down"' in x.get("data", "") for x in e),
+                              time.monotonic() + 10)
+            r = j.request("DELETE", "/v1/nodes/ev-node")
+            self.assertEqual(r.status, 204, r)
+            evs += read_events(resp, lambda e: any(x.get("event") == "node_deleted" for x in e),
+                               time.monotonic() + 10)
+        finally:
+            conn.close()
+        nodes = [e for e in evs if e.get("event", "").startswith("node")]
+        states = [json.loads(e["data"]).get("state") for e in nodes]
+        self.assertEqual(states, ["ready", "draining", "down", None], nodes)
+        self.assertEqual(nodes[-1]["event"], "node_deleted")
+        self.assertEqual(json.loads(nodes[-1]["data"]), {"id": "ev-node"})
+        ids = [int(e["id"]) for e in evs if "id" in e]
+        self.assertEqual(ids, sorted(set(ids)), "one sequence, in order, for jobs and nodes")
+        self.assertIn(job["seq"], ids)
+        # Resuming after the first node event gives the rest, and nothing before it.
+        conn, resp = j.stream("GET", "/v1/events", headers={"Last-Event-ID": nodes[0]["id"]},
+                              timeout=15)
+        try:
+            again = read_events(resp, lambda e: any(x.get("event") == "node_deleted" for x in e),
+                                time.monotonic() + 10)
+        finally:
+            conn.close()
+        self.assertEqual([e["id"] for e in again if e.get("event", "").startswith("node")],
+                         [e["id"] for e in nodes[1:]])
+        self.assertTrue(all(int(e["id"]) > int(nodes[0]["id"]) for e in again if "id" in e))
+
+    def test_node_gauges(self):
+        j = self.start_jobd("--node-timeout", "60", env={"JOBD_CLUSTER_TOKEN": "cluster-secret"})
+        for i in range(2):
+            r = j.request("POST", "/v1/nodes",
+                          {"id": "g%d" % i, "url": "http://127.0.0.1:9", "capacity": 1},
+                          headers={"Authorization": "Bearer cluster-secret"})
+            self.assertEqual(r.status, 201, r)
+        self.assertEqual(j.request("POST", "/v1/nodes/g1/drain").status, 202)
+        text = j.request("GET", "/metrics").body.decode()
+        self.assertIn('jobd_nodes{state="ready"} 1', text)
+        self.assertIn('jobd_nodes{state="draining"} 1', text)
+        self.assertIn('jobd_nodes{state="down"} 0', text)
+        self.assertIn('jobd_jobs_running{executor="remote"} 0', text)
+        h = j.request("GET", "/healthz", auth=False).json
+        self.assertEqual(h["nodes"], {"ready": 1, "draining": 1, "down": 0})
 
 
 class AccessLogTest(JobdTestCase):

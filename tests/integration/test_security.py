@@ -332,6 +332,57 @@ class TlsTest(JobdTestCase):
         p.out, p.err = p.stdout.decode(), p.stderr.decode()
         return p
 
+    def test_cluster_over_tls(self):
+        """A coordinator and a node both serving HTTPS: the node joins over TLS, the
+        coordinator dispatches and follows over TLS (--cacert on both), and a node that
+        does not trust the coordinator's certificate never joins."""
+        env = {"JOBD_CLUSTER_TOKEN": "tls-cluster-" + secrets.token_hex(8)}
+        coord = self.start_jobd("--tls-cert", self.cert, "--tls-key", self.key, "--cacert", self.cert,
+                                "--node-timeout", "5", token=self.token, env=env)
+        node = self.start_jobd("--tls-cert", self.cert, "--tls-key", self.key, "--cacert", self.cert,
+                               "--join", "https://127.0.0.1:%d" % coord.port, "--label", "tls=yes",
+                               env=env)
+        wrong = self.start_jobd("--cacert", self.other_cert,
+                                "--join", "https://127.0.0.1:%d" % coord.port, env=env)
+
+        def call(method, path, body=None):
+            ctx = ssl.create_default_context(cafile=self.cert)
+            conn = http.client.HTTPSConnection("127.0.0.1", coord.port, context=ctx, timeout=30)
+            headers = {"Authorization": "Bearer " + self.token}
+            if body is not None:
+                body = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                r = conn.getresponse()
+                return r.status, json.loads(r.read() or b"null")
+            finally:
+                conn.close()
+
+        deadline = time.monotonic() + 10
+        nodes = []
+        while time.monotonic() < deadline:
+            nodes = call("GET", "/v1/nodes")[1]["nodes"]
+            if any(n["state"] == "ready" for n in nodes):
+                break
+            time.sleep(0.1)
+        self.assertEqual([n["url"] for n in nodes], ["https://127.0.0.1:%d" % node.port], nodes)
+        status, job = call("POST", "/v1/jobs?wait=20", {"shell": "echo remote-over-tls",
+                                                        "executor": "remote",
+                                                        "node_selector": {"tls": "yes"}})
+        self.assertEqual((status, job["state"], job["exit_code"]), (201, "succeeded", 0), job)
+        ctx = ssl.create_default_context(cafile=self.cert)
+        conn = http.client.HTTPSConnection("127.0.0.1", coord.port, context=ctx, timeout=30)
+        try:
+            conn.request("GET", "/v1/jobs/%s/stdout" % job["id"],
+                         headers={"Authorization": "Bearer " + self.token})
+            self.assertEqual(conn.getresponse().read(), b"remote-over-tls\n")
+        finally:
+            conn.close()
+        # The node that trusts another CA is not in the list, and says why in its log.
+        self.assertEqual(len(call("GET", "/v1/nodes")[1]["nodes"]), 1)
+        self.assertRegex(wrong.log(), r"coordinator https://127.0.0.1:\d+: .*(SSL|certificate)")
+
     def test_startup_line_says_https(self):
         self.assertIn("jobd: listening on https://127.0.0.1:%d" % self.j.port, self.j.log())
 

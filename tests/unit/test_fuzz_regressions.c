@@ -134,6 +134,10 @@ static void test_corpus_output(void **state) {
     run_corpus("fuzz_output", check_output);
 }
 
+static void test_corpus_node(void **state) {
+    run_corpus("fuzz_node", fuzz_check_node);
+}
+
 static void test_regressions(void **state) {
     for (const struct regression *r = regressions; r->name != NULL; r++) {
         if (r->check((const uint8_t *)r->data, r->size) != 0)
@@ -161,7 +165,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_corpus_spec),  cmocka_unit_test(test_corpus_batch),
         cmocka_unit_test(test_corpus_route), cmocka_unit_test(test_corpus_output),
-        cmocka_unit_test(test_regressions),
+        cmocka_unit_test(test_corpus_node),  cmocka_unit_test(test_regressions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
