@@ -64,6 +64,7 @@
 #define FENCE_MAX          256  /* remote ids a node remembers having fenced */
 #define IDLE_MS            1000 /* longest sleep when nothing is due */
 #define STALL_S            30L  /* an ended job's stream that sends nothing this long is broken */
+#define STREAM_DELAY_MS    100  /* a job seen running this long gets its output followed */
 
 enum xkind { X_POLL, X_DISPATCH, X_DOC, X_STREAM, X_CANCEL };
 
@@ -130,6 +131,7 @@ struct attempt {
     struct xfer *cancel_x;
     int64_t cancel_at;
     bool running_seen;
+    int64_t running_at; /* mono ms when running_seen was set */
     bool final;
     struct exec_remote_doc fin; /* the final document, once seen */
     struct stream s[2];
@@ -664,9 +666,19 @@ static void attempt_free(struct attempt *a) {
     free(a);
 }
 
-/* Abort every transfer of an attempt, unlink and free it. */
+/*
+ * Let a dispatch or document read in flight finish on its own, its answer
+ * unheeded: aborting it would cost its keep-alive connection.
+ */
+static void req_detach(struct attempt *a) {
+    if (a->req)
+        a->req->a = NULL;
+    a->req = NULL;
+}
+
+/* Abort every transfer of an attempt (but its request: see req_detach), unlink and free it. */
 static void attempt_forget(struct exec_remote *er, struct attempt *a) {
-    xfer_free(a->req);
+    req_detach(a);
     xfer_free(a->cancel_x);
     for (int i = 0; i < 2; i++)
         xfer_free(a->s[i].x);
@@ -679,18 +691,21 @@ static void attempt_forget(struct exec_remote *er, struct attempt *a) {
     attempt_free(a);
 }
 
+/* Remember a remote id that needs no fencing (told to cancel, or known to have ended). */
+static void fence_remember(struct node *n, const char *rid) {
+    snprintf(n->fenced[n->fence_next], JOBD_MAX_ID_BYTES, "%s", rid);
+    n->fence_next = (n->fence_next + 1) % FENCE_MAX;
+}
+
 /* POST a cancel nobody waits for (an abandoned attempt, a fenced document). */
 static void cancel_orphan(struct exec_remote *er, const char *url, const char *rid) {
     struct node *n;
 
     xfer_start(er, X_CANCEL, url_printf("%s/v1/jobs/%s/cancel", url, rid), "", 0, NULL,
                REQ_TIMEOUT_MS);
-    for (n = er->nodes; n; n = n->next) {
-        if (strcmp(n->url, url) == 0) {
-            snprintf(n->fenced[n->fence_next], JOBD_MAX_ID_BYTES, "%s", rid);
-            n->fence_next = (n->fence_next + 1) % FENCE_MAX;
-        }
-    }
+    for (n = er->nodes; n; n = n->next)
+        if (strcmp(n->url, url) == 0)
+            fence_remember(n, rid);
 }
 
 static bool fenced(const struct node *n, const char *rid) {
@@ -734,6 +749,10 @@ static void attempt_exit(struct exec_remote *er, struct attempt *a) {
         output_writer_close(st->w);
         st->w = NULL;
     }
+    /* An older poll answer that still says "running" must not fence it. */
+    struct node *n = a->rid[0] ? node_find(er, a->node_id) : NULL;
+    if (n)
+        fence_remember(n, a->rid);
     /* The result text outlives the attempt for the call. */
     char *result = a->fin.result_json;
     a->fin.result_json = NULL;
@@ -804,16 +823,16 @@ static void handle_doc(struct exec_remote *er, struct node *n, const struct exec
         return;
     if (!a->rid[0]) {
         snprintf(a->rid, sizeof a->rid, "%s", d->remote_id);
-        if (a->req && a->req->kind == X_DISPATCH) {
-            xfer_free(a->req);
-            a->req = NULL;
-        }
+        if (a->req && a->req->kind == X_DISPATCH)
+            req_detach(a);
         if (er->cb.dispatched)
             er->cb.dispatched(er->ctx, a->num, a->attempt, a->rid);
         /* The callback may have queued an abandon: it is applied later, before any other. */
     }
-    if (d->state == JOBD_RUNNING)
+    if (d->state == JOBD_RUNNING && !a->running_seen) {
         a->running_seen = true;
+        a->running_at = jobd_mono_ms();
+    }
     if (!jobd_state_is_final(d->state))
         return;
     a->final = true;
@@ -938,6 +957,12 @@ static int64_t start_due(struct exec_remote *er, int64_t now) {
         }
         if (!a->running_seen && !a->final)
             continue;
+        /* Most jobs are over in a moment: follow only those that run on. */
+        if (!a->final && now < a->running_at + STREAM_DELAY_MS) {
+            if (a->running_at + STREAM_DELAY_MS < next)
+                next = a->running_at + STREAM_DELAY_MS;
+            continue;
+        }
         for (int i = 0; i < 2; i++) {
             struct stream *st = &a->s[i];
             if (st->done || st->x)
@@ -1155,7 +1180,10 @@ static void handle_done(struct exec_remote *er, CURL *h, CURLcode cc) {
         break;
     case X_DISPATCH:
     case X_DOC:
-        req_done(er, x, cc, code);
+        if (x->a)
+            req_done(er, x, cc, code);
+        else
+            xfer_free(x); /* detached: its attempt no longer needs the answer */
         break;
     case X_STREAM:
         stream_done(er, x, cc, code);

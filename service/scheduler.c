@@ -92,6 +92,7 @@ struct node {
     char *version;  /* NULL when the node did not say */
     int capacity;
     int running;
+    uint64_t dispatched; /* attempts sent to it since this jobd started: breaks ties */
     enum node_state state;
     int64_t registered_ms;
     int64_t last_seen_ms;   /* wall clock, for the document */
@@ -1354,7 +1355,8 @@ static bool node_matches(const struct node *n, const json_t *selector) {
 
 /*
  * The ready node with room that matches j, least running first (the load
- * spreads); NULL when none. *matched says whether any ready node matches.
+ * spreads), then the one sent the fewest so far; NULL when none. *matched says whether any ready
+ * node matches.
  */
 static struct node *pick_node(struct sched *s, const struct job *j, bool *matched) {
     struct node *best = NULL;
@@ -1366,7 +1368,8 @@ static struct node *pick_node(struct sched *s, const struct job *j, bool *matche
         *matched = true;
         if (n->running >= n->capacity)
             continue;
-        if (!best || n->running < best->running)
+        if (!best || n->running < best->running ||
+            (n->running == best->running && n->dispatched < best->dispatched))
             best = n;
     }
     return best;
@@ -1474,6 +1477,7 @@ static void start_remote(struct sched *s, struct job *j, struct node *n) {
     s->queued--;
     s->running[POOL_REMOTE]++;
     n->running++;
+    n->dispatched++;
     j->starting = true;
     j->attempts++;
     snprintf(j->node_id, sizeof j->node_id, "%s", n->id);

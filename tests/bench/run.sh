@@ -13,6 +13,11 @@
 #       batch under the process executor. There is no baseline for these: the
 #       rates are printed next to the aims (50,000/s through a batch, 20,000/s
 #       as single POSTs) as ratios jobd / aim
+#   (e) worker nodes (issue 4), cluster_load.py: a coordinator and two nodes
+#       as local processes; N `true` jobs with "executor":"remote" as one batch
+#       and as single POSTs from K clients, against the same jobs run locally
+#       on the coordinator (ratio remote / local); then the latency of one
+#       remote job against one local job, sequential (median, p99, added)
 #
 # Nothing here asserts a speed: the exit status is 0 when every program ran
 # and printed its numbers, 1 otherwise, 77 when all ran but wrk is not
@@ -34,7 +39,13 @@
 #   BENCH_TASK_CLIENTS=16    requests in flight for the single POSTs of (d)
 #   BENCH_THREADS=           jobd --threads for (d) (default: jobd's, the cores)
 #   BENCH_TASK_MAX_PROCS=    jobd --max-procs for (d) (default: jobd's, 4 x cores)
-#   BENCH_QUICK=1            smoke mode: N=300, C=2, 2 s of wrk, (d) with 300 tasks (for CI)
+#   BENCH_CLUSTER=1          run (e); 0 skips it
+#   BENCH_CLUSTER_N=2000     jobs per (e) throughput run (quick: 100)
+#   BENCH_CLUSTER_LATENCY_N=200  sequential local/remote pairs for (e) latency (quick: 20)
+#   BENCH_CLUSTER_CAPACITY=8 --capacity of each node (the coordinator's --max-procs is twice it)
+#   BENCH_CLUSTER_CLIENTS=32 concurrent clients for the single POSTs of (e) (quick: 8)
+#   BENCH_QUICK=1            smoke mode: N=300, C=2, 2 s of wrk, (d) with 300 tasks,
+#                            (e) with 100 jobs and 20 pairs (for CI)
 #   BENCH_BUILD_DIR=         build dir (default <repo>/build-bench)
 #   BENCH_NO_BUILD=1         use the binaries already in BENCH_BUILD_DIR
 set -uo pipefail
@@ -47,12 +58,19 @@ if [[ $quick == 1 ]]; then
     concs=${BENCH_CONCURRENCY:-2}
     wrk_s=${BENCH_WRK_SECONDS:-2}
     task_n=${BENCH_TASK_N:-300}
+    cluster_args=(--quick)
 else
     n=${BENCH_N:-20000}
     concs=${BENCH_CONCURRENCY:-2 4}
     wrk_s=${BENCH_WRK_SECONDS:-10}
     task_n=${BENCH_TASK_N:-10000}
+    cluster_args=()
 fi
+run_cluster=${BENCH_CLUSTER:-1}
+[[ -n ${BENCH_CLUSTER_N:-} ]] && cluster_args+=(-n "$BENCH_CLUSTER_N")
+[[ -n ${BENCH_CLUSTER_LATENCY_N:-} ]] && cluster_args+=(--latency-n "$BENCH_CLUSTER_LATENCY_N")
+[[ -n ${BENCH_CLUSTER_CAPACITY:-} ]] && cluster_args+=(--capacity "$BENCH_CLUSTER_CAPACITY")
+[[ -n ${BENCH_CLUSTER_CLIENTS:-} ]] && cluster_args+=(--clients "$BENCH_CLUSTER_CLIENTS")
 run_tasks=${BENCH_TASKS:-1}
 task_clients=${BENCH_TASK_CLIENTS:-16}
 task_jobd_args=()
@@ -430,6 +448,35 @@ for k in "${task_kinds[@]}"; do
     [[ ${task_ran[$k]} == 1 ]] || task_fail[$k]=n/a
 done
 
+# ---------------------------------------- (e) worker nodes (issue 4)
+# cluster_load.py starts its own coordinator and two nodes (under $tmp, so a
+# kill -9 of it leaves nothing behind that cleanup misses), measures, prints a
+# table and a `cluster_load:` line (kept for the summary), and stops them. It
+# runs in the background so that the TERM/INT traps can stop it at once.
+cluster_ran=0
+if [[ $run_cluster != 0 && $jobd_built == 1 ]]; then
+    if ! command -v python3 >/dev/null; then
+        bad "(e) needs python3"
+    else
+        log "(e) cluster_load.py: a coordinator and 2 worker nodes (each pair $repeat x)"
+        TMPDIR=$tmp python3 "$root/tests/bench/cluster_load.py" --jobd "$jobd" \
+            --http-threads "$http_threads" --repeat "$repeat" "${cluster_args[@]}" \
+            >"$tmp/cluster.out" &
+        cluster_pid=$!
+        pids+=("$cluster_pid")
+        wait "$cluster_pid"
+        st=$?
+        forget_pid "$cluster_pid"
+        if grep -q '^cluster_load: ' "$tmp/cluster.out"; then
+            cluster_ran=1
+            grep '^cluster_load: ' "$tmp/cluster.out"
+            [[ $st == 0 ]] || bad "(e) cluster_load.py: a job failed or a node ran none (status $st)"
+        else
+            bad "(e) cluster_load.py printed no result (status $st)"
+        fi
+    fi
+fi
+
 # ------------------------------------------------------------------ summary
 printf '\n== jobd bench: N=%s, wrk -t%s -c%s -d%ss, %s HTTP threads, best of %s%s ==\n' "$n" \
     "$wrk_t" "$wrk_c" "$wrk_s" "$http_threads" "$repeat" \
@@ -467,6 +514,10 @@ if [[ $run_tasks != 0 ]]; then
         "${task_rate[batch]}" "$r" "(info)" "vs the thread batch"
     printf '%s\n' "references, not measured here: in-memory beanstalkd ~16,600 no-op jobs/s," \
         "gearmand ~9,000 on this 2-core machine"
+fi
+if [[ $cluster_ran == 1 ]]; then
+    # The table (without the result line, printed above) of (e).
+    grep -v '^cluster_load: ' "$tmp/cluster.out"
 fi
 if [[ $quick == 1 ]]; then
     printf '(quick mode: too short for the numbers to mean anything; run without BENCH_QUICK)\n'
