@@ -10,7 +10,8 @@
 BUILD    ?= build
 JOBS     ?= $(shell nproc)
 DEB_PKGS := build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev \
-            libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 python3-yaml procps wrk openssl
+            libcurl4-openssl-dev libsqlite3-dev libcmocka-dev python3 python3-yaml procps wrk openssl \
+            iproute2 shellcheck
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build run test test-asan test-tsan fuzz soak valgrind bench format format-check clean
@@ -53,7 +54,7 @@ test-tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DJOBD_TSAN=ON
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j $(JOBS) -R '^(unit\.|integration\.(tasks|batches|concurrency))'
+	  ctest --output-on-failure -j $(JOBS) -R '^(unit\.|integration\.(tasks|batches|concurrency)|cluster\.)'
 
 # libFuzzer targets under ASan+UBSan (clang), FUZZ_SECONDS each (default 60); tests/fuzz/README.md
 fuzz: deps
