@@ -1768,10 +1768,11 @@ static json_t *node_doc(const struct node *n) {
 
     jobd_format_time(n->last_seen_ms, seen, sizeof seen);
     jobd_format_time(n->registered_ms, reg, sizeof reg);
-    return json_pack("{s:s, s:s, s:s, s:O, s:i, s:i, s:s, s:s, s:s?}", "id", n->id, "url", n->url,
-                     "state", node_state_names[n->state], "labels", n->labels, "capacity",
-                     n->capacity, "running", n->running, "last_seen", seen, "registered_at", reg,
-                     "version", n->version);
+    /* A copy of the labels: a document leaves the lock, and no JSON value is shared. */
+    return json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:s, s:s, s:s?}", "id", n->id, "url", n->url,
+                     "state", node_state_names[n->state], "labels", json_deep_copy(n->labels),
+                     "capacity", n->capacity, "running", n->running, "last_seen", seen,
+                     "registered_at", reg, "version", n->version);
 }
 
 /* The node went quiet for --node-timeout: it is down, and so are its attempts. Lock held. */
