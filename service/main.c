@@ -253,7 +253,12 @@ int main(int argc, char **argv) {
     hc.tls_cert = cfg.tls_cert;
     hc.tls_key = cfg.tls_key;
     hc.cluster_token = cfg.cluster_token;
-    hc.peer = cfg.join != NULL;
+    /*
+     * A node takes the cluster token from its coordinator, and requires a
+     * token off loopback even without a users' token. On loopback without a
+     * users' token it is as open as any jobd there.
+     */
+    hc.peer = cfg.join != NULL && (cfg.token || !config_is_loopback(&cfg));
     rc = http_start(&hc, &http);
     if (rc < 0)
         goto out;

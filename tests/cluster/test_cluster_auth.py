@@ -302,6 +302,21 @@ class JoinTest(ClusterTestCase):
         self.assertEqual(done["state"], "succeeded", done)
         self.assertEqual(c.coord.output(job["id"]), b"hi\n")
 
+    def test_node_auth_by_address(self):
+        # Without a users' token, a node on loopback is as open as any jobd there, while a
+        # node on a wildcard address takes only the cluster token.
+        c = self.cluster()
+        lo = c.add_node(name="loopback")
+        wild = c.add_node(name="wildcard", listen="0.0.0.0:0",
+                          args=["--advertise", "http://127.0.0.1:0"], wait=False)
+        for tok, want in ((None, 200), (CLUSTER_TOKEN, 200), ("nope", 200)):
+            r = lo.request("GET", "/v1/jobs", headers=bearer(tok))
+            self.assertEqual(r.status, want, "loopback node, bearer %r: %r" % (tok and tok[:8], r))
+        for tok, want in ((None, 401), ("nope", 401), (USER_TOKEN, 401), (CLUSTER_TOKEN, 200)):
+            r = wild.request("GET", "/v1/jobs", headers=bearer(tok))
+            self.assertEqual(r.status, want, "0.0.0.0 node, bearer %r: %r" % (tok and tok[:8], r))
+        self.assertEqual(wild.request("GET", "/healthz", auth=False).status, 200)
+
     def test_open_coordinator_still_guards_registration(self):
         # A coordinator without a users' token (loopback, open API) still wants the
         # cluster token to register a node.
