@@ -19,3 +19,11 @@ if(JOBD_SHELLCHECK)
            COMMAND ${JOBD_SHELLCHECK} ${CMAKE_CURRENT_SOURCE_DIR}/cluster/local_cluster.sh)
   set_tests_properties(cluster.local_cluster_shellcheck PROPERTIES TIMEOUT 60 LABELS cluster)
 endif()
+
+# ... and actually runs: start, a remote job through it, status, stop.
+add_test(NAME cluster.local_script
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/cluster/test_local_script.py)
+set_tests_properties(cluster.local_script PROPERTIES
+  ENVIRONMENT "JOBD_BIN=$<TARGET_FILE:jobd-bin>;PYTHONDONTWRITEBYTECODE=1"
+  TIMEOUT 120
+  LABELS cluster)
