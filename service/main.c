@@ -21,6 +21,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 
 #include "app.h"
 #include "config.h"
@@ -131,11 +134,34 @@ static void default_advertise(const struct config *cfg, int port, char *buf, siz
         snprintf(buf, len, "%s://%s:%d", scheme,
                  strchr(cfg->listen_host, ':') ? "[::1]" : "127.0.0.1", port);
     } else if (strcmp(cfg->listen_host, "0.0.0.0") == 0 || strcmp(cfg->listen_host, "::") == 0) {
-        /* In a container, the hostname is the name others resolve on its network. */
+        /*
+         * The address the hostname resolves to, when it is not a loopback
+         * one: in a container that is its address on its network (from the
+         * /etc/hosts the engine writes), reachable without any DNS alias.
+         * Else the hostname itself.
+         */
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+        char addr[INET6_ADDRSTRLEN + 2] = "";
         if (gethostname(host, sizeof host) < 0 || !host[0])
             snprintf(host, sizeof host, "localhost");
         host[sizeof host - 1] = '\0';
-        snprintf(buf, len, "%s://%s:%d", scheme, host, port);
+        if (getaddrinfo(host, NULL, &hints, &ai) == 0) {
+            for (struct addrinfo *a = ai; a && !addr[0]; a = a->ai_next) {
+                if (a->ai_family == AF_INET) {
+                    const struct in_addr *in = &((struct sockaddr_in *)a->ai_addr)->sin_addr;
+                    if ((ntohl(in->s_addr) >> 24) != 127 && strcmp(cfg->listen_host, "::") != 0)
+                        inet_ntop(AF_INET, in, addr, sizeof addr);
+                } else if (a->ai_family == AF_INET6 && strcmp(cfg->listen_host, "::") == 0) {
+                    const struct in6_addr *in6 = &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+                    char a6[INET6_ADDRSTRLEN];
+                    if (!IN6_IS_ADDR_LOOPBACK(in6) && !IN6_IS_ADDR_LINKLOCAL(in6) &&
+                        inet_ntop(AF_INET6, in6, a6, sizeof a6))
+                        snprintf(addr, sizeof addr, "[%s]", a6);
+                }
+            }
+            freeaddrinfo(ai);
+        }
+        snprintf(buf, len, "%s://%s:%d", scheme, addr[0] ? addr : host, port);
     } else if (strchr(cfg->listen_host, ':')) {
         snprintf(buf, len, "%s://[%s]:%d", scheme, cfg->listen_host, port);
     } else {
