@@ -2033,6 +2033,10 @@ static bool recover_remote(struct sched *s, struct job *j, const struct store_ro
     s->running[POOL_REMOTE]++;
     n->running++;
     j->starting = true;
+    if (n->state == NODE_DOWN) {
+        attempt_lost(s, j); /* nothing would ever mark it lost otherwise */
+        return true;
+    }
     if (j->batch && !j->released) {
         j->released = true; /* it holds one of its batch's running places */
         j->batch->released++;
