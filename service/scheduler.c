@@ -1578,13 +1578,12 @@ static void on_remote_dispatched(void *ctx, int64_t num, int attempt, const char
         free(j->error);
         j->error = NULL;
         live_reset(j);
-        /* Durable: after a crash the attempt is followed, never sent again. */
-        struct change *ch = make_change(s, j, CH_UPDATE, NULL, NULL);
-        if (ch) {
-            ch->op.durable = true;
-            ch->op.supersedable = false;
-            store_enqueue(s->store, &ch->op);
-        }
+        /*
+         * Not durable, and need not be: should a crash take this change back,
+         * the recorded dispatch is sent again to the same node under the
+         * same Idempotency-Key, and the node answers with this very job.
+         */
+        change_job(s, j, CH_UPDATE, NULL, NULL);
     }
     pthread_mutex_unlock(&s->lock);
 }
