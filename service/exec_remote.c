@@ -270,7 +270,8 @@ static int64_t parse_rfc3339(const json_t *v) {
     } else {
         return 0;
     }
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off * 60;
+    int64_t t = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec -
+                (int64_t)off * 60;
     return t < 0 ? 0 : t * 1000 + ms;
 }
 

@@ -15,8 +15,8 @@
 #include "jobd/util.h"
 #include "log.h"
 
-#define ANSWER_MAX      (64 * 1024) /* bytes of the coordinator's answer we read */
-#define DEFAULT_EVERY_S 5.0         /* heartbeat interval until the coordinator names one */
+#define ANSWER_MAX      ((size_t)64 * 1024) /* bytes of the coordinator's answer we read */
+#define DEFAULT_EVERY_S 5.0                 /* heartbeat interval until the coordinator names one */
 #define MIN_EVERY_S     0.1
 #define MAX_EVERY_S     60.0
 #define FIRST_BACKOFF_S 0.5
