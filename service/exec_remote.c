@@ -738,7 +738,7 @@ static void attempt_exit(struct exec_remote *er, struct attempt *a) {
             res.out_truncated[i] = true;
         if (!st->w)
             continue;
-        if (output_writer_finish(st->w) < 0)
+        if (output_writer_finish(st->w) < 0 || output_writer_truncated(st->w))
             res.out_truncated[i] = true;
         size_t len;
         const void *d = output_writer_inline(st->w, &len);
@@ -1481,7 +1481,7 @@ static struct attempt *attempt_new(struct exec_remote *er, const struct exec_rem
     a->attempt = run->attempt;
     snprintf(a->node_id, sizeof a->node_id, "%s", run->node_id ? run->node_id : "");
     for (int i = 0; i < 2; i++) {
-        a->s[i].w = output_writer_open(er->out_dir, a->id, (enum output_stream)i, 0);
+        a->s[i].w = output_writer_open(er->out_dir, a->id, (enum output_stream)i, run->output_cap);
         if (!a->s[i].w) {
             attempt_free(a);
             return NULL;

@@ -80,6 +80,12 @@ struct exec_remote_run {
     const char *node_url;  /* "http://host:port" without a trailing slash */
     const char *spec_json; /* the body to POST (exec_remote_node_spec); unused by resume */
     const char *remote_id; /* resume only: the node's id of the attempt */
+    /*
+     * Cap of each copied stream (<= 0: none), as for a local attempt: the
+     * node caps its own copy, and this keeps a node that sends more than it
+     * should from filling this jobd's disk.
+     */
+    int64_t output_cap;
 };
 
 struct exec_remote_callbacks {

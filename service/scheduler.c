@@ -1432,6 +1432,8 @@ static void send_remote(struct sched *s, struct job *j, bool resume) {
     run.attempt = j->attempts;
     run.node_id = n->id;
     run.node_url = n->url;
+    run.output_cap =
+        j->spec.limits.output_bytes > 0 ? j->spec.limits.output_bytes : s->cfg->max_output;
     if (resume && j->remote_id) {
         run.remote_id = j->remote_id;
         rc = exec_remote_resume(s->remote, &run);

@@ -234,6 +234,21 @@ class NodeOptionsTest(ClusterTestCase):
         self.assertEqual((done["state"], done["node"]), ("succeeded", n.node_id), done)
         self.assertEqual(c.coord.output(job["id"]), b"via-localhost\n")
 
+    def test_coordinator_caps_copied_output(self):
+        # The node caps at its own (larger) --max-output; the coordinator keeps at most its own
+        # cap of what it copies, head and tail, and says the stream was truncated.
+        c = self.cluster(args=["--max-output", "4096"])
+        c.add_node()
+        job = c.submit({"shell": "echo first; head -c 100000 /dev/zero | tr '\\0' x; echo; echo last"})
+        done = c.wait_job(job["id"])
+        self.assertEqual(done["state"], "succeeded", done)
+        self.assertEqual(done["stdout_bytes"], 100000 + len("first\n") + 1 + len("last\n"), done)
+        self.assertTrue(done["stdout_truncated"], done)
+        out = c.coord.output(job["id"])
+        self.assertLessEqual(len(out), 4096)
+        self.assertTrue(out.startswith(b"first\n"), out[:20])
+        self.assertTrue(out.endswith(b"\nlast\n"), out[-20:])
+
     def test_labels_updated_on_restart(self):
         c = self.cluster()
         a = c.add_node({"color": "red"}, capacity=2, name="A")
