@@ -1847,6 +1847,10 @@ int sched_node_register(struct sched *s, const struct sched_node_reg *r, json_t 
                 rc = -ENOMEM;
                 goto out;
             }
+            /* A node that moved, or two nodes started from copies of one data directory. */
+            log_warn(
+                "scheduler: node %s now says it is at %s (it was at %s%s)", n->id, r->url, n->url,
+                n->state != NODE_DOWN ? ", and still up: two nodes with one instance-id?" : "");
             free(n->url);
             n->url = u;
             changed = url_changed = true;
