@@ -1847,10 +1847,13 @@ int sched_node_register(struct sched *s, const struct sched_node_reg *r, json_t 
                 rc = -ENOMEM;
                 goto out;
             }
-            /* A node that moved, or two nodes started from copies of one data directory. */
-            log_warn(
-                "scheduler: node %s now says it is at %s (it was at %s%s)", n->id, r->url, n->url,
-                n->state != NODE_DOWN ? ", and still up: two nodes with one instance-id?" : "");
+            /*
+             * A node restarted on another address, or two nodes started from
+             * copies of one data directory (they would take turns here).
+             */
+            log_warn("scheduler: node %s moved from %s to %s (if it keeps moving back and forth, "
+                     "two nodes share one instance-id)",
+                     n->id, n->url, r->url);
             free(n->url);
             n->url = u;
             changed = url_changed = true;
