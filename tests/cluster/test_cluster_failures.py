@@ -341,6 +341,33 @@ class CoordinatorRestartTest(ClusterTestCase):
         j3 = c.submit({"command": ["echo", "after"]})
         self.assertEqual(c.wait_job(j3["id"])["node"], n.node_id)
 
+    def test_coordinator_sigterm_leaves_remote_jobs_running(self):
+        # A clean stop neither waits for nor stops remote jobs: the node runs on, and the
+        # coordinator follows the job again when it is back.
+        c = self.cluster()
+        n = c.add_node(name="A")
+        runs = os.path.join(self.tmp, "runs")
+        gate = os.path.join(self.tmp, "gate")
+        job = c.submit({"shell": "echo run >> %s; %s" % (runs, gated_shell(gate, "before", "after"))})
+        c.wait_running(job["id"])
+        c.coord.wait_output(job["id"], b"before\n", timeout=10)
+        port = c.coord.port
+        t0 = time.monotonic()
+        self.assertEqual(c.coord.stop(), 0)
+        self.assertLess(time.monotonic() - t0, 5, "a stop does not wait for remote jobs")
+        self.assertEqual(n.remote_copies(job["id"])[0]["state"], "running")
+        c.coord.listen = "127.0.0.1:%d" % port
+        c.coord.restart()
+        try:
+            self.assertEqual(c.coord.job(job["id"])["state"], "running")
+        finally:
+            open_gate(gate)
+        d = c.wait_job(job["id"], 20)
+        self.assertEqual((d["state"], d["attempts"], d["node"]), ("succeeded", 1, n.node_id), d)
+        self.assertEqual(c.coord.output(job["id"]), b"before\nafter\n")
+        with open(runs) as f:
+            self.assertEqual(f.read(), "run\n", "ran once")
+
     def test_coordinator_kill9_during_dispatch(self):
         # kill -9 while a burst of remote jobs is being dispatched: after the restart
         # every acknowledged job runs, and none runs twice (README: "never started twice
