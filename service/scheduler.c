@@ -76,6 +76,18 @@ struct batch {
     struct batch *hash_next;
 };
 
+/*
+ * Ready remote jobs, one heap per distinct node_selector: dispatch looks at
+ * the first job of each group, so jobs that no node can take cost nothing
+ * per dispatch however many of them wait. A group without jobs is freed.
+ */
+struct selgroup {
+    char *key;    /* the selector's canonical JSON text, "" for none */
+    char *reason; /* why its jobs wait, as told to them; NULL when they do not */
+    struct jheap heap;
+    struct selgroup *next;
+};
+
 enum node_state { NODE_READY, NODE_DRAINING, NODE_DOWN };
 
 static const char *const node_state_names[] = {"ready", "draining", "down"};
@@ -136,6 +148,7 @@ struct job {
     char node_id[EXEC_REMOTE_NODE_ID_MAX + 1];
     char *remote_id; /* NULL until the node accepted the attempt */
     char *waiting;   /* why a queued remote job is not dispatched, NULL when it is not waiting */
+    char *sel_key;   /* canonical text of its node_selector (made once), for its selgroup */
 
     /* The published view. */
     bool visible;
@@ -203,6 +216,7 @@ struct sched {
     struct exec_remote *remote; /* NULL when this jobd takes no nodes (no cluster token) */
     char instance_id[64];
     struct node *nodes;      /* in id order */
+    struct selgroup *groups; /* ready remote jobs (s->ready[POOL_REMOTE] stays empty) */
     int64_t next_node_check; /* mono ms */
     /* The latest node changes, oldest first from node_ev_next (a ring), for /v1/events. */
     struct {
@@ -492,21 +506,23 @@ static void batch_remove_member(struct sched *s, struct job *j) {
     }
 }
 
+static struct jheap *ready_heap(struct sched *s, struct job *j);
+static void joined_group(struct sched *s, struct job *j);
+
 /* Queue a ready job: into its pool, or into its batch's pending heap when the batch is full. */
 static void make_ready(struct sched *s, struct job *j) {
     struct batch *b = j->batch;
-    struct jheap *h = &s->ready[pool_of(j)];
+    bool pending = b && !j->released && b->released >= b->concurrency;
+    struct jheap *h = pending ? &b->pending : ready_heap(s, j);
 
-    if (b && !j->released) {
-        if (b->released < b->concurrency) {
-            b->released++;
-            j->released = true;
-        } else {
-            h = &b->pending;
-        }
+    if (b && !j->released && !pending) {
+        b->released++;
+        j->released = true;
     }
-    if (heap_push(h, j) < 0)
+    if (!h || heap_push(h, j) < 0)
         log_error("scheduler: out of memory queueing job %s", j->id);
+    else if (!pending)
+        joined_group(s, j);
 }
 
 /* Give a job's batch slot back and let the batch's next ready jobs in. */
@@ -521,8 +537,11 @@ static void unrelease(struct sched *s, struct job *j) {
         struct job *n = heap_pop(&b->pending);
         b->released++;
         n->released = true;
-        if (heap_push(&s->ready[pool_of(n)], n) < 0)
+        struct jheap *h = ready_heap(s, n);
+        if (!h || heap_push(h, n) < 0)
             log_error("scheduler: out of memory queueing job %s", n->id);
+        else
+            joined_group(s, n);
     }
 }
 
@@ -809,6 +828,7 @@ static void live_reset(struct job *j);
 
 static void job_free(struct job *j) {
     free(j->result);
+    free(j->sel_key);
     free(j->remote_id);
     free(j->waiting);
     live_reset(j);
@@ -1375,33 +1395,98 @@ static struct node *pick_node(struct sched *s, const struct job *j, bool *matche
     return best;
 }
 
-static bool any_room(struct sched *s) {
-    for (struct node *n = s->nodes; n; n = n->next)
-        if (n->state == NODE_READY && n->running < n->capacity)
-            return true;
-    return false;
-}
-
-/* Say on the job why it waits (NULL: it does not), publishing a change when that changes. */
-static void set_waiting(struct sched *s, struct job *j, bool matched) {
-    char why[JOBD_MAX_LABELS * (JOBD_MAX_LABEL_KEY + JOBD_MAX_LABEL_VAL + 8) + 96];
+/* Why job j waits: no ready node matches it, or (matched) every one that does is full. */
+static char *waiting_reason(const struct job *j, bool matched) {
     char *sel = j->spec.node_selector
                     ? json_dumps(j->spec.node_selector, JSON_COMPACT | JSON_SORT_KEYS)
                     : NULL;
+    char *why = NULL;
+    int n;
 
     if (matched)
-        snprintf(why, sizeof why, "every %s node is full", sel ? "matching" : "ready");
+        n = asprintf(&why, "every %s node is full", sel ? "matching" : "ready");
     else if (sel)
-        snprintf(why, sizeof why, "no ready node matches node_selector %s", sel);
+        n = asprintf(&why, "no ready node matches node_selector %s", sel);
     else
-        snprintf(why, sizeof why, "no ready node");
+        n = asprintf(&why, "no ready node");
     free(sel);
-    if (j->waiting && strcmp(j->waiting, why) == 0)
+    return n < 0 ? NULL : why;
+}
+
+/* Say on the job why it waits (NULL: it does not), publishing a change when that changes. */
+static void set_waiting(struct sched *s, struct job *j, const char *why) {
+    if ((!why && !j->waiting) || (why && j->waiting && strcmp(j->waiting, why) == 0))
         return;
     free(j->waiting);
-    j->waiting = strdup(why);
+    j->waiting = why ? strdup(why) : NULL;
     if (j->visible)
         change_job(s, j, CH_UPDATE, NULL, NULL);
+}
+
+/* The group of ready remote jobs with j's selector (made when missing), or NULL. Lock held. */
+static struct selgroup *remote_group(struct sched *s, struct job *j) {
+    struct selgroup *g;
+
+    if (!j->sel_key) {
+        j->sel_key = j->spec.node_selector
+                         ? json_dumps(j->spec.node_selector, JSON_COMPACT | JSON_SORT_KEYS)
+                         : strdup("");
+        if (!j->sel_key)
+            return NULL;
+    }
+    for (g = s->groups; g; g = g->next)
+        if (strcmp(g->key, j->sel_key) == 0)
+            return g;
+    g = calloc(1, sizeof *g);
+    if (!g || !(g->key = strdup(j->sel_key))) {
+        free(g);
+        return NULL;
+    }
+    g->next = s->groups;
+    s->groups = g;
+    return g;
+}
+
+static struct jheap *ready_heap(struct sched *s, struct job *j) {
+    struct selgroup *g;
+
+    if (pool_of(j) != POOL_REMOTE)
+        return &s->ready[pool_of(j)];
+    g = remote_group(s, j);
+    return g ? &g->heap : NULL;
+}
+
+/* j has just joined a ready heap: a remote job learns why its group waits. Lock held. */
+static void joined_group(struct sched *s, struct job *j) {
+    struct selgroup *g;
+
+    if (pool_of(j) != POOL_REMOTE || !j->heap)
+        return;
+    for (g = s->groups; g && &g->heap != j->heap; g = g->next)
+        ;
+    if (g && g->reason)
+        set_waiting(s, j, g->reason);
+}
+
+/* No node takes the first job of g now: tell its jobs why, once per new reason. Lock held. */
+static void group_waits(struct sched *s, struct selgroup *g, bool matched) {
+    char *why = waiting_reason(g->heap.v[0], matched);
+
+    if (!why || (g->reason && strcmp(g->reason, why) == 0)) {
+        free(why);
+        return;
+    }
+    free(g->reason);
+    g->reason = why;
+    for (size_t i = 0; i < g->heap.len; i++)
+        set_waiting(s, g->heap.v[i], why);
+}
+
+static void selgroup_free(struct selgroup *g) {
+    free(g->key);
+    free(g->reason);
+    free(g->heap.v);
+    free(g);
 }
 
 /* The job, when `attempt` is its current remote attempt; else NULL (a late word: ignore it). */
@@ -1502,37 +1587,44 @@ static void start_remote(struct sched *s, struct job *j, struct node *n) {
     send_remote(s, j, false); /* out of memory: send it unrecorded rather than not at all */
 }
 
+/*
+ * Start ready remote jobs while nodes take them: each time, the first job of
+ * each selector group is offered a node, and the one that runs first (by
+ * priority, then age) among those that found one starts. Lock held.
+ */
 static void dispatch_remote(struct sched *s) {
-    struct jheap *h = &s->ready[POOL_REMOTE];
-    struct job **held;
-    size_t nheld = 0;
-    bool matched;
-
-    if (!s->remote || h->len == 0)
+    if (!s->remote)
         return;
-    if (!any_room(s)) {
-        /* Nothing can start: say why on the first in line only (cheap). */
-        pick_node(s, h->v[0], &matched);
-        set_waiting(s, h->v[0], matched);
-        return;
+    for (;;) {
+        struct selgroup *best = NULL;
+        struct node *best_node = NULL;
+        for (struct selgroup *g = s->groups; g; g = g->next) {
+            if (g->heap.len == 0)
+                continue;
+            bool matched;
+            struct node *n = pick_node(s, g->heap.v[0], &matched);
+            if (!n)
+                group_waits(s, g, matched);
+            else if (!best || runs_before(g->heap.v[0], best->heap.v[0])) {
+                best = g;
+                best_node = n;
+            }
+        }
+        if (!best)
+            break;
+        free(best->reason);
+        best->reason = NULL;
+        start_remote(s, heap_pop(&best->heap), best_node);
     }
-    held = malloc(h->len * sizeof *held);
-    if (!held)
-        return;
-    while (h->len > 0 && any_room(s)) {
-        struct job *j = heap_pop(h);
-        struct node *n = pick_node(s, j, &matched);
-        if (n) {
-            start_remote(s, j, n);
+    for (struct selgroup **pp = &s->groups; *pp;) {
+        struct selgroup *g = *pp;
+        if (g->heap.len == 0) {
+            *pp = g->next;
+            selgroup_free(g);
         } else {
-            set_waiting(s, j, matched);
-            held[nheld++] = j;
+            pp = &g->next;
         }
     }
-    for (size_t i = 0; i < nheld; i++)
-        if (heap_push(h, held[i]) < 0)
-            log_error("scheduler: out of memory queueing job %s", held[i]->id);
-    free(held);
 }
 
 /*
@@ -2759,6 +2851,11 @@ void sched_destroy(struct sched *s) {
     }
     for (size_t i = 0; i < NODE_EVENTS; i++)
         free(s->node_ev[i].doc);
+    while (s->groups) {
+        struct selgroup *g = s->groups;
+        s->groups = g->next;
+        selgroup_free(g);
+    }
     for (size_t i = 0; i < s->batches_size; i++) {
         while (s->batches[i])
             batch_free(s, s->batches[i]);

@@ -71,6 +71,26 @@ class SelectorTest(ClusterTestCase):
         r = c.coord.request("POST", "/v1/jobs/%s/cancel" % job["id"])
         self.assertEqual(r.status, 202, r)
 
+    def test_unplaceable_jobs_do_not_hold_up_others(self):
+        # Many high-priority jobs no node can take (one batch) and a few lower-priority ones
+        # that can run: the latter run, and every waiting one says why.
+        c = self.cluster()
+        c.add_node({"zone": "a"}, capacity=4, name="A")
+        r = c.coord.request("POST", "/v1/batches", {"jobs": [
+            {"command": ["true"], "executor": "remote", "priority": 100,
+             "node_selector": {"zone": "mars"}} for _ in range(1000)]})
+        self.assertEqual(r.status, 201, r)
+        runnable = [c.submit({"command": ["echo", "run-%d" % i], "node_selector": {"zone": "a"}})
+                    for i in range(40)]
+        for job in runnable:
+            self.assertEqual(c.wait_job(job["id"], 30)["state"], "succeeded")
+        r = c.coord.request("GET", "/v1/jobs?state=queued&limit=1000")
+        self.assertEqual(r.status, 200, r)
+        queued = r.json["jobs"]
+        self.assertEqual(len(queued), 1000)
+        reasons = {q["waiting"] for q in queued}
+        self.assertEqual(reasons, {'no ready node matches node_selector {"zone":"mars"}'}, reasons)
+
     def test_no_nodes_at_all(self):
         c = self.cluster()
         job = c.submit({"command": ["echo", "late"]})
