@@ -33,6 +33,7 @@ import clustertest  # noqa: E402
 from clustertest import SKIP, ClusterTestCase, count_lines, counted_shell, note  # noqa: E402
 
 HOST_IP, NS_IP, PREFIX = "10.77.0.1", "10.77.0.2", "24"
+SUBNET = "10.77.0.0/" + PREFIX
 NODE_PORT = 18081  # any port is free in a new namespace
 
 
@@ -55,6 +56,9 @@ class Netns:
 
     def up(self):
         self.made = True
+        # A safety net first: should the veth route ever go, packets for the test
+        # network are dropped here rather than sent to the default gateway.
+        ip("route", "add", "blackhole", SUBNET, "metric", "4000", check=False)
         ip("netns", "add", self.name)
         ip("link", "add", self.host, "type", "veth", "peer", "name", self.peer)
         ip("link", "set", self.peer, "netns", self.name)
@@ -80,6 +84,7 @@ class Netns:
         self.made = False
         ip("link", "del", self.host, check=False)
         ip("netns", "del", self.name, check=False)
+        ip("route", "del", "blackhole", SUBNET, "metric", "4000", check=False)
 
     def wrapper(self):
         return ["ip", "netns", "exec", self.name]
