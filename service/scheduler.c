@@ -1148,6 +1148,20 @@ static void live_update(struct job *j, int i, const void *data, size_t len) {
     j->live_len[i] = len;
 }
 
+/* A new attempt runs: forget what the last one left. Caller holds the lock. */
+static void mark_running(struct job *j, int64_t pid, int64_t pid_start, int64_t started_ms) {
+    j->state = JOBD_RUNNING;
+    j->pid = pid;
+    j->pid_start = pid_start;
+    j->started_ms = started_ms;
+    j->finished_ms = 0;
+    j->exit_code = -1;
+    j->signal = 0;
+    free(j->error);
+    j->error = NULL;
+    live_reset(j);
+}
+
 static void on_started(void *ctx, int64_t num, pid_t pid, int64_t pid_start, int64_t started_ms) {
     struct sched *s = ctx;
     struct job *j;
@@ -1155,16 +1169,7 @@ static void on_started(void *ctx, int64_t num, pid_t pid, int64_t pid_start, int
     pthread_mutex_lock(&s->lock);
     j = find(s, num);
     if (j && jobd_state_can_transition(j->state, JOBD_RUNNING)) {
-        j->state = JOBD_RUNNING;
-        j->pid = pid;
-        j->pid_start = pid_start;
-        j->started_ms = started_ms;
-        j->finished_ms = 0;
-        j->exit_code = -1;
-        j->signal = 0;
-        free(j->error);
-        j->error = NULL;
-        live_reset(j);
+        mark_running(j, pid, pid_start, started_ms);
         change_job(s, j, CH_UPDATE, NULL, NULL);
     }
     pthread_mutex_unlock(&s->lock);
@@ -1662,16 +1667,7 @@ static void on_remote_dispatched(void *ctx, int64_t num, int attempt, const char
     j = remote_attempt(s, num, attempt);
     if (j && !j->remote_id && jobd_state_can_transition(j->state, JOBD_RUNNING)) {
         j->remote_id = strdup(remote_id);
-        j->state = JOBD_RUNNING;
-        j->pid = 0;
-        j->pid_start = 0;
-        j->started_ms = jobd_now_ms();
-        j->finished_ms = 0;
-        j->exit_code = -1;
-        j->signal = 0;
-        free(j->error);
-        j->error = NULL;
-        live_reset(j);
+        mark_running(j, 0, 0, jobd_now_ms());
         /*
          * Not durable, and need not be: should a crash take this change back,
          * the recorded dispatch is sent again to the same node under the
