@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "jobd/util.h"
@@ -64,6 +65,11 @@ static bool stopping(struct node_agent *a) {
     return v;
 }
 
+/* Sockets close-on-exec, like every descriptor jobd opens. */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr) {
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
 /* libcurl's progress callback: cut the exchange short when stopping. */
 static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
     return stopping(arg) ? 1 : 0;
@@ -100,6 +106,7 @@ static long beat(struct node_agent *a, double *every, char *why, size_t whylen) 
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, a);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     if (a->cacert)
         curl_easy_setopt(c, CURLOPT_CAINFO, a->cacert);
     rc = curl_easy_perform(c);
