@@ -443,7 +443,7 @@ static int parse_exit_codes(const json_t *v, struct jobd_spec *s, struct jobd_er
  * Check a labels-like object (labels, node_selector) and store a copy of it
  * in *out, or NULL when it is empty.
  */
-static int parse_labels(const json_t *v, const char *field, json_t **out, struct jobd_error *err) {
+int jobd_labels_check(const json_t *v, const char *field, struct jobd_error *err) {
     if (!json_is_object(v))
         return jobd_error_set(err, field, "must be an object of strings");
     if (json_object_size(v) > JOBD_MAX_LABELS)
@@ -469,6 +469,14 @@ static int parse_labels(const json_t *v, const char *field, json_t **out, struct
         if (rc != 0)
             return rc;
     }
+    return 0;
+}
+
+static int parse_labels(const json_t *v, const char *field, json_t **out, struct jobd_error *err) {
+    int rc = jobd_labels_check(v, field, err);
+
+    if (rc != 0)
+        return rc;
     if (json_object_size(v) == 0)
         return 0;
     *out = json_deep_copy(v);

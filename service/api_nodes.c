@@ -14,7 +14,6 @@
 #include "scheduler.h"
 
 #define MAX_CAPACITY 100000
-#define MAX_URL      1024
 #define MAX_VERSION  64
 
 static void bad_node(struct http_req *req, const char *field, const char *fmt, ...)
@@ -43,58 +42,12 @@ static bool node_id_ok(const char *id, size_t len) {
     return true;
 }
 
-static bool url_ok(const char *u, size_t len) {
-    const char *host = strncmp(u, "http://", 7) == 0    ? u + 7
-                       : strncmp(u, "https://", 8) == 0 ? u + 8
-                                                        : NULL;
-
-    if (!host || len > MAX_URL || strlen(u) != len || !*host || *host == '/')
-        return false;
-    for (const char *p = u; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#')
-            return false;
-    return u[len - 1] != '/';
-}
-
-/* Check the labels object. Return 0, or -1 after answering 400. */
-static int check_labels(struct http_req *req, const json_t *labels) {
-    const char *key;
-    json_t *v;
-
-    if (!json_is_object(labels)) {
-        bad_node(req, "labels", "must be an object of strings");
-        return -1;
-    }
-    if (json_object_size(labels) > JOBD_MAX_LABELS) {
-        bad_node(req, "labels", "must have at most %d entries", JOBD_MAX_LABELS);
-        return -1;
-    }
-    json_object_foreach((json_t *)labels, key, v) {
-        char kv[JOBD_MAX_LABEL_KEY + JOBD_MAX_LABEL_VAL + 8], msg[128];
-        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
-            bad_node(req, "labels", "the value of '%.*s' must be a string without NUL bytes",
-                     JOBD_MAX_LABEL_KEY, key);
-            return -1;
-        }
-        if (strlen(key) > JOBD_MAX_LABEL_KEY || json_string_length(v) > JOBD_MAX_LABEL_VAL) {
-            bad_node(req, "labels", "keys are at most %d bytes, values at most %d",
-                     JOBD_MAX_LABEL_KEY, JOBD_MAX_LABEL_VAL);
-            return -1;
-        }
-        snprintf(kv, sizeof kv, "%s=%s", key, json_string_value(v));
-        if (config_check_label(kv, msg, sizeof msg) < 0) {
-            bad_node(req, "labels", "'%s': %s", key, msg);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* POST /v1/nodes: a node joins, or says it is still there. */
 void api_nodes_register(struct http_req *req) {
     struct app *app = http_app(req);
     struct sched_node_reg reg;
     json_error_t jerr;
+    struct jobd_error jerr_labels;
     json_t *in, *v, *doc = NULL;
     const char *key, *body;
     size_t len;
@@ -136,11 +89,10 @@ void api_nodes_register(struct http_req *req) {
     }
     reg.id = json_string_value(v);
     v = json_object_get(in, "url");
-    if (!json_is_string(v) || !url_ok(json_string_value(v), json_string_length(v))) {
+    if (!json_is_string(v) || !config_node_url_ok(json_string_value(v), json_string_length(v))) {
         bad_node(req, "url",
-                 "must be an http:// or https:// URL of at most %d bytes, without a query or a "
-                 "trailing slash",
-                 MAX_URL);
+                 "must be an http:// or https:// URL of at most 1024 bytes, without a query or "
+                 "a trailing slash");
         goto out;
     }
     reg.url = json_string_value(v);
@@ -152,8 +104,10 @@ void api_nodes_register(struct http_req *req) {
     reg.capacity = (int)json_integer_value(v);
     v = json_object_get(in, "labels");
     if (v && !json_is_null(v)) {
-        if (check_labels(req, v) < 0)
+        if (jobd_labels_check(v, "labels", &jerr_labels) < 0) {
+            bad_node(req, jerr_labels.field, "%s", jerr_labels.message);
             goto out;
+        }
         reg.labels = v;
     }
     v = json_object_get(in, "version");

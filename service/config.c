@@ -491,35 +491,6 @@ static int load_token(const char *flag, const char *file, const char *env, char 
     return 0;
 }
 
-static bool label_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == '/' || c == '-';
-}
-
-int config_check_label(const char *kv, char *msg, size_t len) {
-    const char *eq = strchr(kv, '=');
-
-    if (!eq || eq == kv) {
-        snprintf(msg, len, "must be KEY=VALUE");
-        return -1;
-    }
-    if (eq - kv > JOBD_MAX_LABEL_KEY) {
-        snprintf(msg, len, "the key must be at most %d bytes", JOBD_MAX_LABEL_KEY);
-        return -1;
-    }
-    for (const char *p = kv; p < eq; p++) {
-        if (!label_char(*p)) {
-            snprintf(msg, len, "the key must contain only A-Z a-z 0-9 _ . / -");
-            return -1;
-        }
-    }
-    if (strlen(eq + 1) > JOBD_MAX_LABEL_VAL) {
-        snprintf(msg, len, "the value must be at most %d bytes", JOBD_MAX_LABEL_VAL);
-        return -1;
-    }
-    return 0;
-}
-
 /* True for an http:// or https:// URL with a host. */
 static bool is_http_url(const char *u) {
     const char *rest = strncmp(u, "http://", 7) == 0    ? u + 7
@@ -528,6 +499,35 @@ static bool is_http_url(const char *u) {
     return rest && *rest && *rest != '/' && strlen(u) <= 1024 && !strpbrk(u, " \t\r\n");
 }
 
+/* Check --label KEY=VALUE by the rules of job labels. Return 0, or -1 after a message. */
+static int check_label_flag(const char *kv, FILE *err) {
+    const char *eq = strchr(kv, '=');
+    struct jobd_error e;
+    json_t *o = json_object();
+    int rc = -1;
+
+    if (!eq) {
+        fprintf(err, "jobd: --label %s: must be KEY=VALUE\n", kv);
+    } else if (!o ||
+               json_object_setn_new_nocheck(o, kv, (size_t)(eq - kv), json_string(eq + 1)) < 0) {
+        fprintf(err, "jobd: --label %s: not valid UTF-8, or out of memory\n", kv);
+    } else if (jobd_labels_check(o, "--label", &e) < 0) {
+        fprintf(err, "jobd: --label %s: %s\n", kv, e.message);
+    } else {
+        rc = 0;
+    }
+    json_decref(o);
+    return rc;
+}
+
+bool config_node_url_ok(const char *u, size_t len) {
+    if (strlen(u) != len || len == 0 || !is_http_url(u) || u[len - 1] == '/')
+        return false;
+    for (const char *p = u; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#')
+            return false;
+    return true;
+}
 int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err) {
     const char *data_dir = "./jobd-data";
     const char *token_file = NULL;
@@ -652,21 +652,28 @@ int config_parse(struct config *cfg, int argc, char **argv, FILE *out, FILE *err
                 goto fail;
             break;
         case OPT_JOIN:
-        case OPT_ADVERTISE:
             if (!is_http_url(optarg)) {
-                fprintf(err, "jobd: --%s: must be an http:// or https:// URL, not '%s'\n",
-                        c == OPT_JOIN ? "join" : "advertise", optarg);
+                fprintf(err, "jobd: --join: must be an http:// or https:// URL, not '%s'\n",
+                        optarg);
                 goto fail;
             }
-            *(c == OPT_JOIN ? &cfg->join : &cfg->advertise) = optarg;
+            cfg->join = optarg;
+            break;
+        case OPT_ADVERTISE:
+            /* The coordinator's rule for a node's URL (POST /v1/nodes), checked here first. */
+            if (!config_node_url_ok(optarg, strlen(optarg))) {
+                fprintf(err,
+                        "jobd: --advertise: must be an http:// or https:// URL of at most 1024 "
+                        "bytes, without a query or a trailing slash, not '%s'\n",
+                        optarg);
+                goto fail;
+            }
+            cfg->advertise = optarg;
             break;
         case OPT_LABEL: {
-            char msg[128];
             const char **nl;
-            if (config_check_label(optarg, msg, sizeof msg) < 0) {
-                fprintf(err, "jobd: --label %s: %s\n", optarg, msg);
+            if (check_label_flag(optarg, err) < 0)
                 goto fail;
-            }
             if (cfg->n_labels >= JOBD_MAX_LABELS) {
                 fprintf(err, "jobd: --label: at most %d labels\n", JOBD_MAX_LABELS);
                 goto fail;

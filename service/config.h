@@ -77,9 +77,10 @@ bool config_is_loopback(const struct config *cfg);
 void config_free(struct config *cfg);
 
 /*
- * Check a node label "K=V" (the key rules of job labels). Return 0, or -1
- * after writing why into msg.
+ * Whether u (len bytes) is a worker node's URL: http:// or https:// with a
+ * host, at most 1024 bytes, no spaces or control characters, no query,
+ * fragment or trailing slash. For --advertise and POST /v1/nodes alike.
  */
-int config_check_label(const char *kv, char *msg, size_t len);
+bool config_node_url_ok(const char *u, size_t len);
 
 #endif

@@ -25,8 +25,7 @@
 struct node_agent {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool stop;   /* guarded by lock */
-    bool joined; /* guarded by lock */
+    bool stop; /* guarded by lock */
     pthread_t thread;
     char *endpoint; /* <join>/v1/nodes */
     char *body;     /* the registration, JSON */
@@ -161,9 +160,6 @@ static void *agent_main(void *arg) {
             if (!was_ok || status == 201)
                 log_info("node: %s coordinator %s (heartbeat every %g s)",
                          status == 201 ? "joined" : "in touch with", a->join, every);
-            pthread_mutex_lock(&a->lock);
-            a->joined = true;
-            pthread_mutex_unlock(&a->lock);
             was_ok = true;
             last_why[0] = '\0';
             backoff = FIRST_BACKOFF_S;
@@ -258,15 +254,6 @@ int node_agent_start(const struct node_agent_config *cfg, struct node_agent **ou
     }
     *out = a;
     return 0;
-}
-
-bool node_agent_joined(struct node_agent *a) {
-    bool v;
-
-    pthread_mutex_lock(&a->lock);
-    v = a->joined;
-    pthread_mutex_unlock(&a->lock);
-    return v;
 }
 
 void node_agent_stop(struct node_agent *a) {

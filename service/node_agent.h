@@ -11,8 +11,6 @@
 #ifndef JOBD_NODE_AGENT_H
 #define JOBD_NODE_AGENT_H
 
-#include <stdbool.h>
-
 struct node_agent;
 
 struct node_agent_config {
@@ -28,9 +26,6 @@ struct node_agent_config {
 
 /* Start the thread (strings are copied). Return 0 or a negative errno. */
 int node_agent_start(const struct node_agent_config *cfg, struct node_agent **out);
-
-/* True once the coordinator has accepted this node at least once (for /healthz). */
-bool node_agent_joined(struct node_agent *a);
 
 /* Stop the thread (an exchange in flight is cut short) and free. */
 void node_agent_stop(struct node_agent *a);

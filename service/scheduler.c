@@ -506,23 +506,22 @@ static void batch_remove_member(struct sched *s, struct job *j) {
     }
 }
 
-static struct jheap *ready_heap(struct sched *s, struct job *j);
-static void joined_group(struct sched *s, struct job *j);
+static void push_ready(struct sched *s, struct job *j);
 
 /* Queue a ready job: into its pool, or into its batch's pending heap when the batch is full. */
 static void make_ready(struct sched *s, struct job *j) {
     struct batch *b = j->batch;
-    bool pending = b && !j->released && b->released >= b->concurrency;
-    struct jheap *h = pending ? &b->pending : ready_heap(s, j);
 
-    if (b && !j->released && !pending) {
+    if (b && !j->released) {
+        if (b->released >= b->concurrency) {
+            if (heap_push(&b->pending, j) < 0)
+                log_error("scheduler: out of memory queueing job %s", j->id);
+            return;
+        }
         b->released++;
         j->released = true;
     }
-    if (!h || heap_push(h, j) < 0)
-        log_error("scheduler: out of memory queueing job %s", j->id);
-    else if (!pending)
-        joined_group(s, j);
+    push_ready(s, j);
 }
 
 /* Give a job's batch slot back and let the batch's next ready jobs in. */
@@ -537,11 +536,7 @@ static void unrelease(struct sched *s, struct job *j) {
         struct job *n = heap_pop(&b->pending);
         b->released++;
         n->released = true;
-        struct jheap *h = ready_heap(s, n);
-        if (!h || heap_push(h, n) < 0)
-            log_error("scheduler: out of memory queueing job %s", n->id);
-        else
-            joined_group(s, n);
+        push_ready(s, n);
     }
 }
 
@@ -1400,21 +1395,18 @@ static struct node *pick_node(struct sched *s, const struct job *j, bool *matche
     return best;
 }
 
-/* Why job j waits: no ready node matches it, or (matched) every one that does is full. */
-static char *waiting_reason(const struct job *j, bool matched) {
-    char *sel = j->spec.node_selector
-                    ? json_dumps(j->spec.node_selector, JSON_COMPACT | JSON_SORT_KEYS)
-                    : NULL;
+/* Why the jobs of g wait: no ready node matches, or (matched) every one that does is full. */
+static char *waiting_reason(const struct selgroup *g, bool matched) {
+    bool sel = g->key[0] != '\0';
     char *why = NULL;
     int n;
 
     if (matched)
         n = asprintf(&why, "every %s node is full", sel ? "matching" : "ready");
     else if (sel)
-        n = asprintf(&why, "no ready node matches node_selector %s", sel);
+        n = asprintf(&why, "no ready node matches node_selector %s", g->key);
     else
         n = asprintf(&why, "no ready node");
-    free(sel);
     return n < 0 ? NULL : why;
 }
 
@@ -1452,30 +1444,25 @@ static struct selgroup *remote_group(struct sched *s, struct job *j) {
     return g;
 }
 
-static struct jheap *ready_heap(struct sched *s, struct job *j) {
-    struct selgroup *g;
+/*
+ * Put a ready job (its batch place taken) into its pool's heap, or a remote
+ * one into its selector group's, where it learns why the group waits. Lock held.
+ */
+static void push_ready(struct sched *s, struct job *j) {
+    struct selgroup *g = pool_of(j) == POOL_REMOTE ? remote_group(s, j) : NULL;
+    struct jheap *h = g ? &g->heap : &s->ready[pool_of(j)];
 
-    if (pool_of(j) != POOL_REMOTE)
-        return &s->ready[pool_of(j)];
-    g = remote_group(s, j);
-    return g ? &g->heap : NULL;
-}
-
-/* j has just joined a ready heap: a remote job learns why its group waits. Lock held. */
-static void joined_group(struct sched *s, struct job *j) {
-    struct selgroup *g;
-
-    if (pool_of(j) != POOL_REMOTE || !j->heap)
+    if ((pool_of(j) == POOL_REMOTE && !g) || heap_push(h, j) < 0) {
+        log_error("scheduler: out of memory queueing job %s", j->id);
         return;
-    for (g = s->groups; g && &g->heap != j->heap; g = g->next)
-        ;
+    }
     if (g && g->reason)
         set_waiting(s, j, g->reason);
 }
 
 /* No node takes the first job of g now: tell its jobs why, once per new reason. Lock held. */
 static void group_waits(struct sched *s, struct selgroup *g, bool matched) {
-    char *why = waiting_reason(g->heap.v[0], matched);
+    char *why = waiting_reason(g, matched);
 
     if (!why || (g->reason && strcmp(g->reason, why) == 0)) {
         free(why);

@@ -581,6 +581,26 @@ static int step_write(sqlite3_stmt *stmt) {
     return rc;
 }
 
+/* What an operation does, for messages: "write of job 12", "delete of node n1". */
+static const char *op_what(const struct store_op *op, char *buf, size_t len) {
+    switch (op->kind) {
+    case STORE_PUT:
+    case STORE_DELETE:
+        snprintf(buf, len, "%s of job %lld", op->kind == STORE_PUT ? "write" : "delete",
+                 (long long)op->row.num);
+        break;
+    case STORE_PUT_BATCH:
+        snprintf(buf, len, "write of batch %lld", (long long)op->batch.num);
+        break;
+    case STORE_PUT_NODE:
+    case STORE_DELETE_NODE:
+        snprintf(buf, len, "%s of node %.64s", op->kind == STORE_PUT_NODE ? "write" : "delete",
+                 op->node.id ? op->node.id : "?");
+        break;
+    }
+    return buf;
+}
+
 /*
  * Apply one operation inside the open transaction. Return SQLITE_DONE, or the
  * SQLite code of the failure. *maxnum and *maxseq grow with a written row.
@@ -614,7 +634,11 @@ static int apply_op(struct store *st, const struct store_op *op, int64_t *maxnum
             sqlite3_clear_bindings(s);
             return rc;
         }
-        return step_write(s);
+        rc = step_write(s);
+        /* Node rows hold no seq column: the number of the change lives in meta alone. */
+        if (rc == SQLITE_DONE)
+            *maxseq = op->row.seq > *maxseq ? op->row.seq : *maxseq;
+        return rc;
     }
     if (op->kind == STORE_PUT_BATCH) {
         const struct store_batch *b = &op->batch;
@@ -796,10 +820,11 @@ static int write_batch(struct store *st, struct store_op *batch) {
         return sqlite_errno(rc);
     }
     size_t i = 0;
-    bool has_delete = false;
+    bool write_meta = false;
+    char what[128];
     for (struct store_op *op = batch; op != NULL; op = op->next, i++) {
-        /* Node rows hold no seq column: their change numbers live in meta alone. */
-        has_delete |=
+        /* Deleted rows, and node rows (no seq column), leave their numbers to meta alone. */
+        write_meta |=
             op->kind == STORE_DELETE || op->kind == STORE_PUT_NODE || op->kind == STORE_DELETE_NODE;
         if (op->skipped) {
             st->status[i] = 0;
@@ -811,20 +836,16 @@ static int write_batch(struct store *st, struct store_op *batch) {
             continue;
         }
         rc = apply_op(st, op, &maxnum, &maxseq);
-        if (rc == SQLITE_DONE && (op->kind == STORE_PUT_NODE || op->kind == STORE_DELETE_NODE))
-            maxseq = op->row.seq > maxseq ? op->row.seq : maxseq;
         if (rc == SQLITE_DONE) {
             st->status[i] = 0;
         } else if (row_error(rc)) {
-            fprintf(stderr, "store: %s of job %lld rejected: %s\n",
-                    op->kind == STORE_PUT ? "write" : "delete", (long long)op->row.num,
+            fprintf(stderr, "store: %s rejected: %s\n", op_what(op, what, sizeof what),
                     (rc & 0xff) == SQLITE_MISUSE ? "incomplete row" : sqlite3_errstr(rc));
             st->status[i] = (rc & 0xff) == SQLITE_CONSTRAINT ? -EEXIST
                             : (rc & 0xff) == SQLITE_TOOBIG   ? -E2BIG
                                                              : -EINVAL;
         } else {
-            fprintf(stderr, "store: %s of job %lld failed: %s\n",
-                    op->kind == STORE_PUT ? "write" : "delete", (long long)op->row.num,
+            fprintf(stderr, "store: %s failed: %s\n", op_what(op, what, sizeof what),
                     sqlite3_errmsg(st->wdb));
             ret = sqlite_errno(rc);
             goto rollback;
@@ -838,7 +859,7 @@ static int write_batch(struct store *st, struct store_op *batch) {
     st->max_num = maxnum > st->max_num ? maxnum : st->max_num;
     st->max_seq = maxseq > st->max_seq ? maxseq : st->max_seq;
     rc = SQLITE_DONE;
-    if (has_delete) {
+    if (write_meta) {
         rc = meta_max(st, "last_num", st->max_num);
         if (rc == SQLITE_DONE)
             rc = meta_max(st, "last_seq", st->max_seq);
@@ -1101,7 +1122,8 @@ void store_enqueue(struct store *st, struct store_op *op) {
     pthread_mutex_lock(&st->qlock);
     if (st->stopped) {
         pthread_mutex_unlock(&st->qlock);
-        fprintf(stderr, "store: write of job %lld after close\n", (long long)op->row.num);
+        char what[128];
+        fprintf(stderr, "store: %s after close\n", op_what(op, what, sizeof what));
         op->done(op->arg, -ECANCELED);
         return;
     }

@@ -252,7 +252,10 @@ class JoinTest(ClusterTestCase):
         for flags in (["--capacity", "0"], ["--capacity", "x"], ["--capacity", "100001"],
                       ["--label", "novalue"], ["--label", "a b=c"], ["--label", "=v"],
                       ["--join", "ftp://127.0.0.1:1"], ["--join", "not-a-url"],
-                      ["--advertise", "ftp://127.0.0.1:1"], ["--node-timeout", "0"], ["--node-timeout", "x"]):
+                      ["--advertise", "ftp://127.0.0.1:1"], ["--node-timeout", "0"], ["--node-timeout", "x"],
+                      # What POST /v1/nodes would refuse is refused at start.
+                      ["--advertise", "http://127.0.0.1:1/"], ["--advertise", "http://127.0.0.1:1/?x=1"],
+                      ["--label", "k=" + "v" * 257], ["--label", "k" * 129 + "=v"]):
             args = flags if flags[0] == "--join" else ["--join", c.join_url()] + flags
             j = self.track(Member(*args, env={"JOBD_CLUSTER_TOKEN": CLUSTER_TOKEN}, start=False))
             j.spawn()

@@ -43,6 +43,15 @@ struct jobd_error {
 int jobd_error_set(struct jobd_error *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * Check a labels object (a job's labels or node_selector, a worker node's
+ * labels): at most JOBD_MAX_LABELS entries; keys of 1 to JOBD_MAX_LABEL_KEY
+ * bytes of A-Z a-z 0-9 _ . / -; values strings of at most JOBD_MAX_LABEL_VAL
+ * bytes without NUL. Return 0, or -EINVAL after filling err (its field is
+ * `field`, or `field`.KEY for one entry).
+ */
+int jobd_labels_check(const json_t *v, const char *field, struct jobd_error *err);
+
 enum jobd_spec_kind { JOBD_SPEC_COMMAND = 0, JOBD_SPEC_SHELL, JOBD_SPEC_TASK };
 
 /* Resource limits; -1 means "not set" for every field. */
